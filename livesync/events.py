@@ -1,0 +1,167 @@
+"""Frozen event dataclasses handed to callbacks, plus :class:`Turn` and :class:`SessionStats`.
+
+Every callback takes exactly one of these (or a wire message from
+:mod:`livesync.types`), so adding a field later never breaks a callback.
+All are immutable and safe to pass between threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .types import FunctionCall, LiveServerMessage, UsageMetadata
+
+__all__ = ["Closed", "ErrorEvent", "Opened", "Reconnected", "SessionStats", "Turn"]
+
+
+def handle_hint(handle: Optional[str]) -> str:
+    """Describe a resumption handle without revealing it (8-character prefix and length)."""
+    if not handle:
+        return "none"
+    return "%s…(%d chars)" % (handle[:8], len(handle))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The session is open: the first ``setupComplete`` arrived (``on_open``).
+
+    Attributes:
+        session_id: livesync's id of the session (also in thread names and logs).
+        server_session_id: the server's ``setupComplete.sessionId`` (Vertex), if any.
+        resumed: the session continues an earlier one from ``resumption_handle``.
+    """
+
+    session_id: str
+    server_session_id: Optional[str]
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """The session moved to a new connection (``on_reconnect``).
+
+    Attributes:
+        generation: number of the new connection (the first is 1).
+        attempts: connection attempts this change took.
+        planned: a rotation after ``goAway`` (True) or recovery from a drop (False).
+        resumed: the server restored the session from the handle; False means a
+            fresh session: the conversation so far is gone.
+        cause: what ended the previous connection, e.g. ``"goAway"`` or ``"close 1011"``.
+        gap_ms: last server message on the old connection → ``setupComplete`` on the new.
+        replayed: client messages sent again on the new connection.
+        dropped: client messages that could not be delivered (stale audio by policy,
+            or a fresh session's lost input).
+        dropped_tool_responses: ids of tool responses among ``dropped``.
+    """
+
+    generation: int
+    attempts: int
+    planned: bool
+    resumed: bool
+    cause: str
+    gap_ms: float
+    replayed: int
+    dropped: int
+    dropped_tool_responses: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The session ended (``on_close``, exactly once per session).
+
+    Attributes:
+        code: the last close code (1000 for a user close), None if none was seen.
+        reason: the last close reason.
+        error: why the session failed, None for a clean close.
+        resumption_handle: the last resumable handle, to resume later (not in repr).
+    """
+
+    code: Optional[int]
+    reason: str
+    error: Optional[BaseException]
+    resumption_handle: Optional[str] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """Something went wrong that did not end the session (``on_error``).
+
+    Attributes:
+        error: the exception (a user callback's exception, or a ProtocolError for
+            a malformed server frame).
+        callback: the name of the callback that raised, or None.
+    """
+
+    error: BaseException
+    callback: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One model turn, as returned by :meth:`Session.ask`.
+
+    Attributes:
+        text: the joined text of the model's parts ("" if none).
+        audio: the joined audio bytes (24 kHz 16-bit PCM) ("" if none).
+        transcript: the output transcription of the model's audio.
+        input_transcript: the input transcription of the user's audio.
+        tool_calls: function calls the model made during the turn.
+        usage: the usage metadata of the turn, if the server sent it.
+        interrupted: the turn was interrupted.
+        messages: every server message of the turn, in order.
+    """
+
+    text: str
+    audio: bytes
+    transcript: str
+    input_transcript: str
+    tool_calls: Tuple[FunctionCall, ...]
+    usage: Optional[UsageMetadata]
+    interrupted: bool
+    messages: Tuple[LiveServerMessage, ...] = field(repr=False, default=())
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """A snapshot of a session's counters (``Session.stats()``).
+
+    Attributes:
+        state: ``"connecting"``, ``"open"``, ``"reconnecting"``, ``"closing"`` or ``"closed"``.
+        generation: number of the current connection (the first is 1).
+        connections: connections that completed setup.
+        messages_in / bytes_in: server messages and payload bytes received.
+        messages_out / bytes_out: client messages and bytes sent (setup included).
+        callback_errors: exceptions raised by user callbacks.
+        protocol_errors: malformed server frames skipped.
+        last_close_code: code of the last connection close, if any.
+        rotations_planned / rotations_unplanned: connection changes after goAway / drops.
+        resumed / fresh: reconnects that resumed the session / started a new one.
+        gap_last_ms / gap_max_ms / gap_median_ms: server silence across reconnects.
+        replayed / dropped: client messages re-sent / lost across reconnects.
+        receive_dropped: messages evicted from a full ``receive()`` buffer.
+        handle_age: seconds since the current resumption handle was issued, or None.
+    """
+
+    state: str
+    generation: int
+    connections: int
+    messages_in: int
+    bytes_in: int
+    messages_out: int
+    bytes_out: int
+    callback_errors: int
+    protocol_errors: int
+    last_close_code: Optional[int]
+    rotations_planned: int
+    rotations_unplanned: int
+    resumed: int
+    fresh: int
+    gap_last_ms: Optional[float]
+    gap_max_ms: Optional[float]
+    gap_median_ms: Optional[float]
+    replayed: int
+    dropped: int
+    receive_dropped: int
+    handle_age: Optional[float]

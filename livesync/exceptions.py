@@ -1,0 +1,188 @@
+"""Every exception livesync raises.
+
+::
+
+    LiveSyncError                                   root; never raised directly
+    ├── InvalidConfig(LiveSyncError, ValueError)    bad arguments, raised before any I/O
+    ├── ConnectError                                could not establish a connection
+    │   ├── InvalidStatus                           HTTP upgrade refused: .status_code
+    │   ├── SetupRejected                           closed before setupComplete: .code, .reason
+    │   └── ConnectTimeout(ConnectError, TimeoutError)
+    ├── ProtocolError                               malformed or unexpected server data
+    ├── InvalidState(LiveSyncError, AssertionError) operation illegal in the current state
+    ├── SendQueueFull                               outbound buffer full and the policy says fail
+    └── SessionClosed                               terminal: .code, .reason; __cause__ = root cause
+        ├── SessionClosedOK                         user close or normal closure
+        └── SessionClosedError                      anything else
+            └── ReconnectExhausted                  .attempts: tuple of Attempt
+
+Close codes (WebSocket) and HTTP statuses live in different attributes of
+different classes. Messages never contain an API key, a token, a full
+resumption handle, a setup payload or raw audio; server text is elided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+__all__ = [
+    "Attempt",
+    "ConnectError",
+    "ConnectTimeout",
+    "InvalidConfig",
+    "InvalidState",
+    "InvalidStatus",
+    "LiveSyncError",
+    "ProtocolError",
+    "ReconnectExhausted",
+    "SendQueueFull",
+    "SessionClosed",
+    "SessionClosedError",
+    "SessionClosedOK",
+    "SetupRejected",
+]
+
+MAX_REASON_IN_MESSAGE = 123
+
+
+def _elide(text: str, limit: int = MAX_REASON_IN_MESSAGE) -> str:
+    """Cut untrusted text for use in a message, so it stays readable and bounded."""
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class LiveSyncError(Exception):
+    """Root of every livesync exception."""
+
+
+class InvalidConfig(LiveSyncError, ValueError):
+    """An argument or configuration value is invalid.
+
+    Raised synchronously, before anything is sent. ``field`` names the
+    offending argument or configuration field when there is one.
+    """
+
+    def __init__(self, message: str, *, field: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConnectError(LiveSyncError):
+    """A connection could not be established."""
+
+
+class InvalidStatus(ConnectError):
+    """The server refused the WebSocket upgrade with an HTTP status."""
+
+    def __init__(self, status_code: int, body: str = "") -> None:
+        super().__init__(status_code, body)
+        self.status_code = status_code
+        self.body = _elide(body)
+
+    def __str__(self) -> str:
+        text = "server rejected WebSocket connection: HTTP %d" % self.status_code
+        return text + (": " + self.body if self.body else "")
+
+
+class SetupRejected(ConnectError):
+    """The server closed the connection before ``setupComplete``.
+
+    ``code`` is the WebSocket close code (1006 when the connection was lost
+    without a close frame) and ``reason`` the server's reason text.
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        text = "setup rejected: %d" % self.code
+        return text + (" " + _elide(self.reason) if self.reason else "")
+
+
+class ConnectTimeout(ConnectError, TimeoutError):
+    """Connecting, or waiting for ``setupComplete``, took longer than allowed."""
+
+
+class ProtocolError(LiveSyncError):
+    """The server sent data that is not a valid Live API message."""
+
+
+class InvalidState(LiveSyncError, AssertionError):
+    """The operation is not allowed in the current state."""
+
+
+class SendQueueFull(LiveSyncError):
+    """The outbound buffer is full and its policy forbids dropping this message."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One reconnection attempt, as recorded in :class:`ReconnectExhausted`.
+
+    Attributes:
+        number: 1 for the first attempt after a connection was lost.
+        delay: seconds waited before the attempt.
+        code: close code that ended the attempt, when there was one.
+        status_code: HTTP status that refused the upgrade, when there was one.
+        error: a short description of what went wrong.
+    """
+
+    number: int
+    delay: float
+    code: Optional[int] = None
+    status_code: Optional[int] = None
+    error: str = ""
+
+
+class SessionClosed(LiveSyncError):
+    """The session is closed; no more messages can be sent or received.
+
+    ``code`` and ``reason`` describe the last close; ``__cause__`` holds the
+    root cause when there is one.
+    """
+
+    def __init__(self, code: Optional[int] = None, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        if self.code is None:
+            return "session closed"
+        text = "session closed: %d" % self.code
+        return text + (" " + _elide(self.reason) if self.reason else "")
+
+
+class SessionClosedOK(SessionClosed):
+    """The session was closed by the user, or ended normally."""
+
+
+class SessionClosedError(SessionClosed):
+    """The session ended because of an error."""
+
+
+class ReconnectExhausted(SessionClosedError):
+    """Reconnection gave up: attempts or time budget used up, or a close storm."""
+
+    def __init__(
+        self,
+        attempts: Tuple[Attempt, ...],
+        code: Optional[int] = None,
+        reason: str = "",
+        *,
+        why: str = "reconnect attempts exhausted",
+    ) -> None:
+        super().__init__(code, reason)
+        self.attempts = attempts
+        self.why = why
+
+    def __str__(self) -> str:
+        text = "%s after %d attempts" % (self.why, len(self.attempts))
+        if self.code is not None:
+            text += "; last close %d" % self.code
+            if self.reason:
+                text += " " + _elide(self.reason)
+        return text
