@@ -1,0 +1,1116 @@
+"""The threaded driver: :class:`Session` and its three thread roles.
+
+- **supervisor** ``livesync-supervisor-<sid>``: one per session. Dials, sends
+  ``setup``, waits for ``setupComplete``, flushes buffered sends, watches the
+  ``goAway`` deadline and keepalive on its own timer, rotates, reconnects with
+  backoff, and tears down. A flat loop; every wait is an ``Event.wait``.
+- **reader** ``livesync-reader-<sid>-<generation>``: one per connection. The only
+  socket reader: decodes, updates the protocol state, hands messages on. Never
+  runs user code.
+- **dispatcher** ``livesync-dispatch-<sid>``: one per session. Runs every user
+  callback and feeds ``receive()`` and ``ask()``, one at a time, in server order.
+
+One lock (``_lock``) guards the protocol state, the current connection and the
+counters; ``_send_lock`` orders writes (taken before ``_lock``, never after). User
+code never runs with either held.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import (
+    Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple,
+    Union,
+)
+
+from . import _codec
+from ._transport import Close, ConnectionLost, Transport, TransportOptions
+from .events import (
+    Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn, handle_hint,
+)
+from .exceptions import (
+    Attempt, ConnectError, ConnectTimeout, InvalidConfig, InvalidStatus, LiveSyncError,
+    ProtocolError, ReconnectExhausted, SessionClosed, SessionClosedError, SessionClosedOK,
+    SetupRejected,
+)
+from .protocol import MEDIA_KINDS, Outbound, SessionProtocol, State
+from .reconnect import Action, Outcome, ReconnectPolicy, classify
+from .store import HandleStore, StoredHandle
+from .types import (
+    Blob, Content, FunctionCall, FunctionResponse, LiveServerMessage, UsageMetadata,
+)
+
+__all__ = ["Callbacks", "Dialer", "Session"]
+
+logger = logging.getLogger("livesync.session")
+
+#: Warn when the dispatcher falls this many messages behind the reader.
+DISPATCH_HIGH_WATER = 1000
+#: The uncompressed session limits (PROTOCOL.md §5), warned about a minute ahead.
+AUDIO_SESSION_LIMIT = 15 * 60.0
+VIDEO_SESSION_LIMIT = 2 * 60.0
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """The user's callbacks; each takes one argument (see ``Client.connect``)."""
+
+    on_message: Optional[Callable[[LiveServerMessage], Any]] = None
+    on_goaway: Optional[Callable[[Any], Any]] = None
+    on_resumption_update: Optional[Callable[[Any], Any]] = None
+    on_close: Optional[Callable[[Closed], Any]] = None
+    on_open: Optional[Callable[[Opened], Any]] = None
+    on_reconnect: Optional[Callable[[Reconnected], Any]] = None
+    on_error: Optional[Callable[[ErrorEvent], Any]] = None
+
+
+@dataclass(frozen=True)
+class Dialer:
+    """How to open a connection: ``endpoint(credential) -> (url, headers)``."""
+
+    endpoint: Callable[[Optional[str]], Tuple[str, Dict[str, str]]]
+    credential: Callable[[], Optional[str]]
+    options: TransportOptions
+
+    def dial(self, timeout: float) -> Transport:
+        url, headers = self.endpoint(self.credential())
+        return Transport.open(url, headers, timeout=timeout, options=self.options)
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One connection generation; fields written by the reader are read after ``done``."""
+
+    transport: Transport
+    generation: int
+    reader: Optional[threading.Thread] = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome = Outcome()
+    go_away: bool = False
+    opened_at: float = 0.0
+    last_message_at: float = 0.0
+    last_activity: float = field(default_factory=time.monotonic)
+    server_session_id: Optional[str] = None
+
+
+class _Rejected(Exception):
+    """A connection attempt failed; carries how (internal)."""
+
+    def __init__(self, outcome: Outcome, error: LiveSyncError) -> None:
+        super().__init__(str(error))
+        self.outcome = outcome
+        self.error = error
+
+
+class Session:
+    """One logical Live session, kept alive across connections. Made by ``Client.connect``.
+
+    Every public method may be called from any thread, including from inside a
+    callback. Callbacks run on the dispatcher thread, one at a time, in server
+    order; a callback that blocks delays later callbacks, not the connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        dialer: Dialer,
+        setup: Mapping[str, Any],
+        model: str,
+        callbacks: Callbacks,
+        policy: Optional[ReconnectPolicy],
+        transparent: bool,
+        resumption_handle: Optional[str],
+        handle_store: Optional[HandleStore],
+        session_key: Optional[str],
+        open_timeout: float,
+        close_timeout: float,
+        ping_interval: Optional[float],
+        ping_timeout: Optional[float],
+        fail_fast: bool,
+        max_buffered_media: int,
+        max_buffered_messages: int,
+        max_receive_queue: int,
+        logger: Optional[Union[logging.Logger, logging.LoggerAdapter[Any]]] = None,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:8]
+        """Short id of this session, used in thread names and log records."""
+        self._dialer = dialer
+        self._model = model
+        self._vertexai = "LlmBidiService" in dialer.endpoint(None)[0]
+        self._callbacks = callbacks
+        self._policy = policy
+        self._store = handle_store
+        self._session_key = session_key
+        self._open_timeout = open_timeout
+        self._close_timeout = close_timeout
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._fail_fast = fail_fast
+        self._rng = rng or random.Random()
+        base = logger if logger is not None else globals()["logger"]
+        self._log = logging.LoggerAdapter(base, {"livesync_session": self.id})
+        self._debug = self._log.isEnabledFor(logging.DEBUG)
+        handle, issued = self._initial_handle(resumption_handle)
+        self._protocol = SessionProtocol(
+            setup, transparent=transparent,
+            replay_margin=policy.replay_margin if policy else 0.0,
+            max_buffered_media=max_buffered_media, max_buffered_messages=max_buffered_messages,
+            handle=handle, handle_issued_at=issued,
+        )
+        self._has_compression = "contextWindowCompression" in setup
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._ask_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._closing = threading.Event()
+        self._closed = threading.Event()
+        self._opened = threading.Event()
+        self._conn: Optional[_Connection] = None
+        self._state = "connecting"
+        self._close_request: Tuple[int, str] = (1000, "")
+        self._final_error: Optional[BaseException] = None
+        self._open_error: Optional[BaseException] = None
+        self._last_close: Tuple[Optional[int], str] = (None, "")
+        self._dispatch: SimpleQueue[Tuple[str, Any]] = SimpleQueue()
+        self._backlog = 0
+        self._receive_cond = threading.Condition()
+        self._received: Deque[LiveServerMessage] = deque()
+        self._receive_ended = False
+        self._max_receive = max_receive_queue
+        self._subscribers: List[SimpleQueue[Tuple[str, Any]]] = []
+        self._counters: Dict[str, int] = dict.fromkeys(
+            ("connections", "messages_in", "bytes_in", "messages_out", "bytes_out",
+             "callback_errors", "protocol_errors", "rotations_planned", "rotations_unplanned",
+             "resumed", "fresh", "replayed", "dropped", "receive_dropped"), 0)
+        self._gaps: List[float] = []
+        self._last_close_code: Optional[int] = None
+        self._started_at = time.monotonic()
+        self._media_since: Dict[str, float] = {}
+        self._limit_warned: set[str] = set()
+        # Reconnection bookkeeping, supervisor thread only.
+        self._delays: Optional[Iterator[float]] = None
+        self._attempts: List[Attempt] = []
+        self._codes: List[int] = []
+        self._lost: List[Outbound] = []
+        self._fresh = False
+        self._replayed = 0
+        self._evicted = 0
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="livesync-supervisor-%s" % self.id, daemon=True
+        )
+        self._dispatcher = threading.Thread(
+            target=self._run_dispatcher, name="livesync-dispatch-%s" % self.id, daemon=True
+        )
+
+    def __repr__(self) -> str:
+        return "<livesync.Session id=%s state=%s generation=%d handle=%s>" % (
+            self.id, self._state, self._protocol.generation,
+            "yes" if self._protocol.resumption_handle else "none",
+        )
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.close(1011, "client error")
+
+    # Public properties.
+
+    @property
+    def resumption_handle(self) -> Optional[str]:
+        """The latest resumable handle, or None. Pass it to ``connect`` to resume later."""
+        with self._lock:
+            return self._protocol.resumption_handle
+
+    @property
+    def state(self) -> str:
+        """``connecting``, ``open``, ``reconnecting``, ``closing`` or ``closed``."""
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once the session has ended (``on_close`` has run)."""
+        return self._closed.is_set()
+
+    # Sending. Any thread; never blocks longer than the write timeout.
+
+    def send_client_content(
+        self,
+        *,
+        turns: Union[str, Content, Mapping[str, Any], Sequence[Any], None] = None,
+        turn_complete: bool = True,
+    ) -> None:
+        """Send ``clientContent`` (conversation turns; ``turn_complete`` starts a reply).
+
+        Any thread. Queued during a reconnect and sent, in order, after it.
+
+        Raises:
+            InvalidConfig: bad turns. SessionClosed: the session is closed.
+            SendQueueFull: too many messages wait for the server to acknowledge them.
+        """
+        message = _codec.client_content(turns, turn_complete=turn_complete)
+        self._send("content", _codec.encode(message))
+
+    def send_text(self, text: str, *, turn_complete: bool = True) -> None:
+        """Send one user text turn as ``clientContent``. Any thread."""
+        if not isinstance(text, str):
+            raise InvalidConfig("text must be a string", field="text")
+        self.send_client_content(turns=text, turn_complete=turn_complete)
+
+    def send_realtime_input(
+        self,
+        *,
+        audio: Union[Blob, Mapping[str, Any], None] = None,
+        video: Union[Blob, Mapping[str, Any], None] = None,
+        text: Optional[str] = None,
+        activity_start: Any = None,
+        activity_end: Any = None,
+        audio_stream_end: Optional[bool] = None,
+    ) -> None:
+        """Send one ``realtimeInput`` field (exactly one argument). Any thread.
+
+        Audio and video queued during a reconnect may be dropped oldest first past
+        ``max_buffered_media`` (counted and reported); the rest is never dropped.
+        """
+        message = _codec.realtime_input(
+            audio=audio, video=video, text=text, activity_start=activity_start,
+            activity_end=activity_end, audio_stream_end=audio_stream_end,
+        )
+        if audio is not None:
+            kind = "audio"
+        elif video is not None:
+            kind = "video"
+        else:
+            kind = "text" if text is not None else "activity"
+        self._send(kind, _codec.encode(message))
+
+    def send_audio(self, pcm: bytes, sample_rate: int = 16000) -> None:
+        """Send raw 16-bit little-endian mono PCM as realtime audio. Any thread.
+
+        Safe from audio-device callbacks: it never waits on the network for longer
+        than the write timeout, and only for the write itself.
+        """
+        self._send("audio", _codec.audio_message(pcm, sample_rate))
+
+    def send_tool_response(
+        self,
+        function_responses: Union[FunctionResponse, Mapping[str, Any], Sequence[Any]],
+    ) -> None:
+        """Answer tool calls with ``toolResponse``. Any thread; never dropped.
+
+        If the session moves to a new connection first, the response is replayed
+        there; a response to a call the restored session never saw is dropped and
+        reported in ``Reconnected.dropped_tool_responses`` (the model asks again).
+        """
+        message = _codec.tool_response(function_responses, vertexai=self._vertexai)
+        ids = tuple(
+            r["id"] for r in message["toolResponse"]["functionResponses"] if r.get("id")
+        )
+        self._send("tool_response", _codec.encode(message), tool_ids=ids)
+
+    def _send(self, kind: str, text: str, *, tool_ids: Tuple[str, ...] = ()) -> None:
+        with self._send_lock:
+            with self._lock:
+                if self._closing.is_set():
+                    raise self._closed_exception()
+                entry, evicted = self._protocol.enqueue(kind, text, tool_ids=tool_ids)
+                conn = self._conn if self._protocol.state is State.OPEN else None
+                if kind in MEDIA_KINDS:
+                    self._media_since.setdefault(kind, time.monotonic())
+            if evicted:
+                self._log.warning("dropped %d buffered media messages (buffer full)", evicted)
+            if conn is not None:
+                self._write(conn, entry)
+
+    def _write(self, conn: _Connection, entry: Outbound) -> bool:
+        """Write ``entry`` on ``conn``; with ``_send_lock`` held. False if the write failed."""
+        try:
+            size = conn.transport.send_text(entry.text)
+        except ConnectionLost:
+            conn.transport.abort()  # the reader sees it and reports the loss
+            return False
+        with self._lock:
+            index = self._protocol.sent(entry, time.monotonic())
+            self._counters["messages_out"] += 1
+            self._counters["bytes_out"] += size
+        if self._debug:
+            self._log.debug("> %s #%d (%d bytes)", entry.kind, index, size)
+        return True
+
+    # Receiving without callbacks.
+
+    def receive(self, timeout: Optional[float] = None) -> Iterator[LiveServerMessage]:
+        """Yield every server message, across turns and reconnects, until the session ends.
+
+        Messages are kept from the start of the session (up to ``max_receive_queue``),
+        so nothing is missed between a send and the call. Any thread; one reader at
+        a time. Stops when the session is closed normally.
+
+        Args:
+            timeout: the longest wait for the next message; None waits forever.
+
+        Raises:
+            TimeoutError: no message within ``timeout``.
+            SessionClosedError: the session ended with an error (after everything
+                received before was yielded).
+        """
+        while True:
+            with self._receive_cond:
+                if not self._receive_cond.wait_for(
+                    lambda: self._received or self._receive_ended, timeout
+                ):
+                    raise TimeoutError("no message within %.1fs" % (timeout or 0.0))
+                if not self._received:
+                    break
+                message = self._received.popleft()
+            yield message
+        if isinstance(self._final_error, SessionClosedError):
+            raise self._final_error
+
+    def ask(self, text: str, timeout: Optional[float] = 60.0) -> Turn:
+        """Send ``text`` and block until the model's turn is complete; return the :class:`Turn`.
+
+        Any thread except the dispatcher (do not call it from a callback). One
+        ``ask`` at a time per session; others wait. Coexists with callbacks and
+        ``receive()``, which still see every message. Across a reconnect that
+        replays the question, the partial answer is discarded and the turn is
+        collected again.
+
+        Raises:
+            TimeoutError: the turn did not complete within ``timeout``.
+            SessionClosed: the session closed first.
+        """
+        if threading.current_thread() is self._dispatcher:
+            raise InvalidConfig("ask() cannot be called from a callback", field="ask")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._ask_lock:
+            inbox: SimpleQueue[Tuple[str, Any]] = SimpleQueue()
+            with self._lock:
+                self._subscribers.append(inbox)
+            try:
+                self.send_text(text)
+                return _collect_turn(inbox, deadline, self._closed_exception)
+            finally:
+                with self._lock:
+                    self._subscribers.remove(inbox)
+
+    # Closing.
+
+    def close(self, code: int = 1000, reason: str = "", *, timeout: Optional[float] = None) -> None:
+        """Close the session. Idempotent; never raises "already closed".
+
+        From a normal thread: blocks until ``on_close`` has run and every livesync
+        thread has stopped, at most ``timeout`` (default ``close_timeout``) seconds,
+        even against a server that stopped answering. From inside a callback:
+        returns at once; teardown finishes after the callback returns.
+        """
+        with self._lock:
+            if not self._closing.is_set():
+                self._close_request = (code, reason)
+                self._closing.set()
+                if self._state != "closed":
+                    self._state = "closing"
+        self._wakeup.set()
+        if threading.current_thread() in (self._dispatcher, self._supervisor):
+            return
+        if any(threading.current_thread() is c.reader for c in [self._conn] if c is not None):
+            return
+        budget = self._close_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        self._join(self._supervisor, deadline)
+        self._join(self._dispatcher, deadline)
+
+    def wait_closed(self, timeout: Optional[float] = None) -> bool:
+        """Block until the session has ended; return False on timeout. Any thread.
+
+        Raises:
+            SessionClosedError: the session ended because of an error (a user
+                ``close()`` or a normal end returns True).
+        """
+        if not self._closed.wait(timeout):
+            return False
+        if isinstance(self._final_error, SessionClosedError):
+            raise self._final_error
+        return True
+
+    def stats(self) -> SessionStats:
+        """A snapshot of the session's counters. Any thread; never blocks for long."""
+        with self._lock:
+            c = dict(self._counters)
+            gaps = list(self._gaps)
+            issued = self._protocol.handle_issued_at
+            handle = self._protocol.resumption_handle
+            generation = self._protocol.generation
+        return SessionStats(
+            state=self._state, generation=generation, connections=c["connections"],
+            messages_in=c["messages_in"], bytes_in=c["bytes_in"],
+            messages_out=c["messages_out"], bytes_out=c["bytes_out"],
+            callback_errors=c["callback_errors"], protocol_errors=c["protocol_errors"],
+            last_close_code=self._last_close_code,
+            rotations_planned=c["rotations_planned"],
+            rotations_unplanned=c["rotations_unplanned"],
+            resumed=c["resumed"], fresh=c["fresh"],
+            gap_last_ms=gaps[-1] if gaps else None, gap_max_ms=max(gaps) if gaps else None,
+            gap_median_ms=statistics.median(gaps) if gaps else None,
+            replayed=c["replayed"], dropped=c["dropped"],
+            receive_dropped=c["receive_dropped"],
+            handle_age=(time.monotonic() - issued) if handle and issued is not None else None,
+        )
+
+    # Start-up (caller's thread).
+
+    def _start(self) -> None:
+        """Start the threads and wait for the first ``setupComplete`` (``connect()``)."""
+        self._dispatcher.start()
+        self._supervisor.start()
+        self._opened.wait()
+        if self._open_error is not None:
+            self._join(self._supervisor, time.monotonic() + self._close_timeout)
+            self._join(self._dispatcher, time.monotonic() + self._close_timeout)
+            raise self._open_error
+
+    def _initial_handle(self, handle: Optional[str]) -> Tuple[Optional[str], Optional[float]]:
+        if handle is not None or self._store is None or self._session_key is None:
+            return handle, None
+        stored = self._store.load(self._session_key)
+        if stored is None:
+            return None, None
+        age = max(0.0, time.time() - stored.issued_at)
+        return stored.handle, time.monotonic() - age
+
+    # Supervisor thread.
+
+    def _supervise(self) -> None:
+        try:
+            conn = self._first_connection()
+            while conn is not None:
+                conn = self._maintain(conn)
+        except BaseException as exc:  # noqa: B036 - report, then end the session
+            self._log.error("unexpected internal error", exc_info=True)
+            self._final_error = SessionClosedError(None, "internal error")
+            self._final_error.__cause__ = exc
+        finally:
+            self._teardown()
+
+    def _first_connection(self) -> Optional[_Connection]:
+        resume = self._protocol.resumption_handle is not None
+        conn: Optional[_Connection] = None
+        try:
+            conn = self._connect_once(None, resume=resume)
+        except _Rejected as exc:
+            if resume and self._refused_resume(exc.outcome):
+                conn = self._fresh_after_refusal(exc)
+            else:
+                self._open_error = exc.error
+            if conn is None:
+                if self._open_error is None:
+                    self._open_error = self._final_error
+                self._final_error = self._final_error or _as_closed(exc.error, exc.outcome)
+                self._opened.set()
+                return None
+        self._state = "open"
+        resumed = resume and not self._fresh
+        self._fresh = False
+        self._emit("open", Opened(self.id, conn.server_session_id, resumed))
+        self._opened.set()
+        return conn
+
+    def _fresh_after_refusal(self, exc: _Rejected) -> Optional[_Connection]:
+        if self._policy is not None and self._policy.on_resume_refused == "fail":
+            self._final_error = self._open_error = exc.error
+            return None
+        self._log.warning("resumption refused (%s); starting a fresh session", exc.error)
+        with self._lock:
+            self._protocol.start_fresh()
+        self._fresh = True
+        try:
+            return self._connect_once(None, resume=False)
+        except _Rejected as again:
+            self._open_error = again.error
+            return None
+
+    def _maintain(self, conn: _Connection) -> Optional[_Connection]:
+        """Serve ``conn`` until it ends; return the next connection, or None to stop."""
+        why = self._serve(conn)
+        if why == "closing":
+            code, reason = self._close_request
+            self._end_connection(conn, code, reason)
+            self._final_error = self._final_error or SessionClosedOK(code, reason)
+            self._last_close = (code, reason)
+            return None
+        if why == "rotate":
+            new = self._rotate(conn)
+            if new is not None:
+                self._report(new, attempts=1, planned=True, cause="goAway",
+                             since=conn.last_message_at)
+                return new
+        outcome = conn.outcome
+        self._end_connection(conn, 1000, "")
+        return self._recover(conn, outcome)
+
+    def _serve(self, conn: _Connection) -> str:
+        """Wait until ``conn`` ends ("lost"), rotation is due ("rotate") or "closing"."""
+        next_ping = time.monotonic() + (self._ping_interval or 0.0)
+        while True:
+            self._wakeup.clear()
+            if self._closing.is_set():
+                return "closing"
+            if conn.done.is_set():
+                return "lost"
+            now = time.monotonic()
+            with self._lock:
+                deadline = self._protocol.go_away_deadline
+                lead = self._policy.rotation_lead(deadline - now) if (
+                    deadline is not None and self._policy is not None) else 0.0
+                due = deadline is not None and self._policy is not None and (
+                    self._protocol.rotation_due(now, lead))
+            if due:
+                return "rotate"
+            waits = [1.0]
+            if deadline is not None:
+                waits.append(deadline - lead - now)
+            if self._ping_interval is not None:
+                if self._keepalive_dead(conn, now):
+                    self._log.warning("keepalive timeout; dropping the connection")
+                    conn.outcome = Outcome(None, "", error="keepalive timeout",
+                                           after_go_away=conn.go_away)
+                    conn.transport.abort()
+                    conn.done.wait(self._close_timeout)
+                    return "lost"
+                if now >= next_ping:
+                    self._ping(conn)
+                    next_ping = now + self._ping_interval
+                waits.append(next_ping - now)
+            self._warn_session_limits(now)
+            self._wakeup.wait(max(0.0, min(waits)))
+
+    def _keepalive_dead(self, conn: _Connection, now: float) -> bool:
+        assert self._ping_interval is not None
+        silence = now - conn.last_activity
+        return self._ping_timeout is not None and silence > self._ping_interval + self._ping_timeout
+
+    def _ping(self, conn: _Connection) -> None:
+        try:
+            conn.transport.ping(b"livesync")
+        except ConnectionLost:
+            conn.transport.abort()
+        if self._debug:
+            self._log.debug("% ping")
+
+    def _warn_session_limits(self, now: float) -> None:
+        if self._has_compression:
+            return
+        for kind, limit in (("audio", AUDIO_SESSION_LIMIT), ("video", VIDEO_SESSION_LIMIT)):
+            since = self._media_since.get(kind)
+            if since is None or kind in self._limit_warned:
+                continue
+            if now - self._started_at >= limit - min(60.0, limit / 4):
+                self._limit_warned.add(kind)
+                self._log.warning(
+                    "session sends %s without context window compression: the server ends "
+                    "such sessions after %d minutes; set context_window_compression",
+                    kind, int(limit // 60),
+                )
+
+    def _rotate(self, old: _Connection) -> Optional[_Connection]:
+        """Planned rotation: dial the new socket, close the old, then resume on the new."""
+        try:
+            transport = self._dialer.dial(self._open_timeout)
+        except (ConnectError, LiveSyncError) as exc:
+            self._log.warning("rotation dial failed (%s); reconnecting", type(exc).__name__)
+            return None
+        with self._send_lock, self._lock:
+            self._protocol.state = State.CONNECTING  # sends queue from here on
+        self._end_connection(old, 1000, "rotating")
+        self._state = "reconnecting"
+        try:
+            return self._connect_once(transport, resume=True)
+        except _Rejected as exc:
+            old.outcome = exc.outcome
+            return None
+
+    def _recover(self, old: _Connection, outcome: Outcome) -> Optional[_Connection]:
+        """Reconnect after an unexpected end of ``old``; None ends the session."""
+        self._state = "reconnecting"
+        action = classify(outcome)
+        if action is Action.FATAL or self._policy is None:
+            self._final_error = _as_closed(_describe(outcome), outcome)
+            self._last_close = (outcome.code, outcome.reason)
+            return None
+        planned = action is Action.ROTATE
+        policy = self._policy
+        if self._delays is None or time.monotonic() - old.opened_at >= policy.reset_after:
+            self._delays = policy.delays(self._rng)
+            self._attempts = []
+            self._codes = []
+        self._codes.append(outcome.effective_code)
+        started = time.monotonic()
+        delay = 0.0 if planned else None
+        while True:
+            if self._storm():
+                return self._give_up("close storm", outcome)
+            if delay is None:
+                delay = next(self._delays, None)
+                if delay is None:
+                    return self._give_up("reconnect attempts exhausted", outcome)
+            if policy.max_elapsed is not None and (
+                    time.monotonic() - started + delay > policy.max_elapsed):
+                return self._give_up("reconnect time budget exhausted", outcome)
+            self._log.info("reconnecting in %.2fs (attempt %d): %s", delay,
+                           len(self._attempts) + 1, outcome.error or "close %s" % outcome.code)
+            if self._closing.wait(delay):
+                return None
+            try:
+                conn = self._resume_or_fresh()
+            except _Rejected as exc:
+                self._attempts.append(_attempt(len(self._attempts) + 1, delay, exc.outcome))
+                outcome = exc.outcome
+                if classify(exc.outcome) is Action.FATAL:
+                    self._final_error = _as_closed(exc.error, exc.outcome)
+                    return None
+                self._codes.append(exc.outcome.effective_code)
+                delay = None
+                continue
+            self._report(conn, attempts=len(self._attempts) + 1, planned=planned,
+                         cause=outcome.error or "close %s" % outcome.code,
+                         since=old.last_message_at)
+            return conn
+
+    def _resume_or_fresh(self) -> _Connection:
+        try:
+            return self._connect_once(None, resume=True)
+        except _Rejected as exc:
+            if not self._refused_resume(exc.outcome):
+                raise
+            assert self._policy is not None
+            if self._policy.on_resume_refused == "fail":
+                raise _Rejected(Outcome(exc.outcome.code, exc.outcome.reason), exc.error) from None
+            self._log.warning("resumption refused (%s); starting a fresh session", exc.error)
+            with self._lock:
+                self._lost.extend(self._protocol.start_fresh())
+            self._fresh = True
+            return self._connect_once(None, resume=False)
+
+    def _refused_resume(self, outcome: Outcome) -> bool:
+        with self._lock:
+            had_handle = self._protocol.resumption_handle is not None
+        return had_handle and outcome.status_code is None and outcome.code in (1007, 1008)
+
+    def _storm(self) -> bool:
+        assert self._policy is not None
+        n = self._policy.storm_threshold
+        return len(self._codes) >= n and len(set(self._codes[-n:])) == 1
+
+    def _give_up(self, why: str, outcome: Outcome) -> Optional[_Connection]:
+        error = ReconnectExhausted(tuple(self._attempts), outcome.code, outcome.reason, why=why)
+        self._log.warning("%s", error)
+        self._final_error = error
+        self._last_close = (outcome.code, outcome.reason)
+        return None
+
+    def _connect_once(self, transport: Optional[Transport], *, resume: bool) -> _Connection:
+        """Dial (unless given a dialed transport), set up, and flush buffered sends.
+
+        Raises:
+            _Rejected: with the outcome and the typed error.
+        """
+        deadline = time.monotonic() + self._open_timeout
+        if transport is None:
+            transport = self._dial()
+        with self._send_lock, self._lock:
+            if resume:
+                self._lost.extend(self._protocol.prepare_resume())
+            self._protocol.begin_connection()
+            conn = _Connection(transport, self._protocol.generation)
+            setup = self._protocol.setup_message(resume=resume)
+            self._conn = conn
+        conn.reader = threading.Thread(
+            target=self._read, args=(conn,), daemon=True,
+            name="livesync-reader-%s-%d" % (self.id, conn.generation),
+        )
+        try:
+            size = transport.send_text(setup)
+        except ConnectionLost as exc:
+            transport.abort()
+            raise _Rejected(Outcome(None, "", error="setup not sent"),
+                            SetupRejected(1006, "connection lost")) from exc
+        conn.reader.start()
+        with self._lock:
+            self._counters["messages_out"] += 1
+            self._counters["bytes_out"] += size
+        self._await_setup(conn, deadline)
+        self._flush(conn)
+        return conn
+
+    def _dial(self) -> Transport:
+        try:
+            return self._dialer.dial(self._open_timeout)
+        except InvalidStatus as exc:
+            raise _Rejected(Outcome(status_code=exc.status_code, error=str(exc)), exc) from exc
+        except ConnectTimeout as exc:
+            raise _Rejected(Outcome(None, "", error="connect timeout"), exc) from exc
+        except ConnectError as exc:
+            raise _Rejected(Outcome(None, "", error=str(exc)), exc) from exc
+
+    def _await_setup(self, conn: _Connection, deadline: float) -> None:
+        while not conn.ready.is_set():
+            remaining = deadline - time.monotonic()
+            if self._closing.is_set() or remaining <= 0 or conn.done.is_set():
+                break
+            self._wakeup.wait(min(remaining, 1.0))
+            self._wakeup.clear()
+            if conn.ready.wait(0):
+                break
+        if conn.ready.is_set():
+            return
+        if conn.done.is_set():
+            out = conn.outcome
+            raise _Rejected(out, SetupRejected(out.effective_code, out.reason))
+        conn.transport.abort()
+        conn.done.wait(self._close_timeout)
+        if self._closing.is_set():
+            raise _Rejected(Outcome(1000, "closing"), SessionClosedOK(1000, "closed"))
+        raise _Rejected(Outcome(None, "", error="setup timeout"),
+                        ConnectTimeout("no setupComplete within %.1fs" % self._open_timeout))
+
+    def _flush(self, conn: _Connection) -> None:
+        """Replay buffered messages on the new connection, then open it to new sends."""
+        with self._send_lock:
+            with self._lock:
+                self._evicted = self._protocol.evicted_since_handle()
+                entries = self._protocol.open()
+                conn.opened_at = time.monotonic()
+                self._counters["connections"] += 1
+            self._replayed = 0
+            for entry in entries:
+                if not self._write(conn, entry):
+                    break
+                self._replayed += 1
+
+    def _end_connection(self, conn: _Connection, code: int, reason: str) -> None:
+        """Close ``conn`` within ``close_timeout``: close frame, wait for the echo, abort."""
+        if not conn.done.is_set():
+            conn.transport.send_close(code, reason)
+            conn.done.wait(self._close_timeout * 0.8)
+        conn.transport.abort()
+        if conn.reader is not None and conn.reader is not threading.current_thread():
+            conn.reader.join(self._close_timeout * 0.2 + 0.1)
+        with self._lock:
+            if conn.outcome.code is not None:
+                self._last_close_code = conn.outcome.code
+
+    def _report(self, conn: _Connection, *, attempts: int, planned: bool, cause: str,
+                since: float) -> None:
+        """Count and announce a finished connection change (supervisor thread)."""
+        gap = max(0.0, (conn.opened_at - since) * 1000.0) if since else 0.0
+        fresh, replayed = self._fresh, self._replayed
+        dropped = len(self._lost) + self._evicted
+        dropped_tools = tuple(i for e in self._lost for i in e.tool_ids)
+        self._lost, self._fresh, self._evicted = [], False, 0
+        with self._lock:
+            self._gaps.append(gap)
+            self._counters["rotations_planned" if planned else "rotations_unplanned"] += 1
+            self._counters["fresh" if fresh else "resumed"] += 1
+            self._counters["replayed"] += replayed
+            self._counters["dropped"] += dropped
+        self._state = "open"
+        event = Reconnected(conn.generation, attempts, planned, not fresh, cause, gap,
+                            replayed, dropped, dropped_tools)
+        self._log.info("reconnected (%s, %s): gap %.1f ms, replayed %d, dropped %d",
+                       "planned" if planned else "unplanned",
+                       "resumed" if not fresh else "fresh session", gap, replayed, dropped)
+        self._emit("reconnect", event)
+
+    def _teardown(self) -> None:
+        with self._lock:
+            self._closing.set()  # sends raise from now on
+        conn = self._conn
+        if conn is not None and not conn.done.is_set():
+            self._end_connection(conn, 1000, "")
+        with self._lock:
+            self._protocol.state = State.CLOSED
+            handle = self._protocol.resumption_handle
+        self._state = "closed"
+        error = self._final_error
+        code, reason = self._last_close
+        if isinstance(error, SessionClosed) and error.code is not None:
+            code, reason = error.code, error.reason
+        closed = Closed(code, reason, None if isinstance(error, SessionClosedOK) else error,
+                        handle)
+        self._log.info("closed: %s %s", code, reason[:75])
+        self._emit("close", closed)
+        if self._dispatcher is not threading.current_thread():
+            self._join(self._dispatcher, time.monotonic() + self._close_timeout)
+        self._closed.set()
+        self._wakeup.set()
+
+    def _join(self, thread: threading.Thread, deadline: float) -> None:
+        if thread is threading.current_thread() or not thread.is_alive():
+            return
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            self._log.warning("thread %s did not exit in time", thread.name)
+
+    # Reader thread.
+
+    def _read(self, conn: _Connection) -> None:
+        outcome = Outcome(None, "", error="connection lost")
+        try:
+            while True:
+                item = conn.transport.recv()
+                if item is None:
+                    continue
+                conn.last_activity = time.monotonic()
+                if isinstance(item, Close):
+                    outcome = Outcome(item.code, item.reason, after_go_away=conn.go_away)
+                    break
+                if not item.control:
+                    self._handle_frame(conn, item.data)
+        except ConnectionLost as exc:
+            outcome = Outcome(None, "", error=str(exc), after_go_away=conn.go_away)
+        except BaseException:  # noqa: B036 - a reader must never die silently
+            self._log.error("unexpected internal error in the reader", exc_info=True)
+            outcome = Outcome(None, "", error="internal error", after_go_away=conn.go_away)
+        finally:
+            if conn.outcome == Outcome():
+                conn.outcome = outcome
+            conn.done.set()
+            self._wakeup.set()
+            if self._debug:
+                self._log.debug("= connection %d ended: %s", conn.generation, conn.outcome)
+
+    def _handle_frame(self, conn: _Connection, data: bytes) -> None:
+        now = time.monotonic()
+        try:
+            message = _codec.parse_server_message(data)
+        except ProtocolError as exc:
+            with self._lock:
+                self._counters["protocol_errors"] += 1
+            self._log.warning("skipped a malformed server message: %s", exc)
+            self._emit("error", ErrorEvent(exc))
+            return
+        conn.last_message_at = now
+        with self._lock:
+            self._protocol.receive(message, now)
+            self._counters["messages_in"] += 1
+            self._counters["bytes_in"] += len(data)
+            handle = self._protocol.resumption_handle
+            issued = self._protocol.handle_issued_at
+        if self._debug:
+            self._log.debug("< %s (%d bytes)", message.kind, len(data))
+        if message.go_away is not None:
+            conn.go_away = True
+            self._log.info("goAway received: %s left", message.go_away.time_left)
+        self._emit("message", message)
+        update = message.session_resumption_update
+        if update is not None and update.resumable and update.new_handle and handle:
+            self._emit("store", (handle, issued))
+        if message.setup_complete is not None and not conn.ready.is_set():
+            conn.server_session_id = message.setup_complete.session_id
+            conn.ready.set()
+        self._wakeup.set()
+
+    # Dispatcher thread.
+
+    def _emit(self, kind: str, payload: Any) -> None:
+        with self._lock:
+            self._backlog += 1
+            backlog = self._backlog
+        if backlog == DISPATCH_HIGH_WATER:
+            self._log.warning("callbacks are %d messages behind the connection", backlog)
+        self._dispatch.put((kind, payload))
+
+    def _run_dispatcher(self) -> None:
+        while True:
+            kind, payload = self._dispatch.get()
+            with self._lock:
+                self._backlog -= 1
+                subscribers = list(self._subscribers)
+            try:
+                if kind == "close":
+                    self._deliver_close(payload, subscribers)
+                    return
+                self._deliver(kind, payload, subscribers)
+            except BaseException:  # noqa: B036 - the dispatcher must keep going
+                self._log.error("unexpected internal error in the dispatcher", exc_info=True)
+
+    def _deliver(self, kind: str, payload: Any,
+                 subscribers: Iterable[SimpleQueue[Tuple[str, Any]]]) -> None:
+        cb = self._callbacks
+        if kind == "message":
+            self._feed_receive(payload)
+            for inbox in subscribers:
+                inbox.put((kind, payload))
+            self._call("on_message", cb.on_message, payload)
+            if payload.go_away is not None:
+                self._call("on_goaway", cb.on_goaway, payload.go_away)
+            if payload.session_resumption_update is not None:
+                self._call("on_resumption_update", cb.on_resumption_update,
+                           payload.session_resumption_update)
+        elif kind == "store":
+            self._save_handle(*payload)
+        elif kind == "open":
+            self._call("on_open", cb.on_open, payload)
+        elif kind == "reconnect":
+            for inbox in subscribers:
+                inbox.put((kind, payload))
+            self._call("on_reconnect", cb.on_reconnect, payload)
+        elif kind == "error":
+            self._call_on_error(payload)
+
+    def _deliver_close(self, closed: Closed,
+                       subscribers: Iterable[SimpleQueue[Tuple[str, Any]]]) -> None:
+        with self._receive_cond:
+            self._receive_ended = True
+            self._receive_cond.notify_all()
+        for inbox in subscribers:
+            inbox.put(("close", closed))
+        if self._callbacks.on_close is not None:
+            try:
+                self._callbacks.on_close(closed)
+            except Exception:
+                self._log.error("callback on_close raised", exc_info=True)
+
+    def _feed_receive(self, message: LiveServerMessage) -> None:
+        with self._receive_cond:
+            self._received.append(message)
+            if len(self._received) > self._max_receive:
+                self._received.popleft()
+                with self._lock:
+                    self._counters["receive_dropped"] += 1
+                    dropped = self._counters["receive_dropped"]
+                if dropped == 1 or dropped % 1000 == 0:
+                    self._log.warning("receive() buffer full: dropped %d oldest messages "
+                                      "(nobody is reading them)", dropped)
+            self._receive_cond.notify_all()
+
+    def _call(self, name: str, callback: Optional[Callable[[Any], Any]], arg: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(arg)
+        except Exception as exc:
+            with self._lock:
+                self._counters["callback_errors"] += 1
+            self._log.error("callback %s raised", name, exc_info=True)
+            self._call_on_error(ErrorEvent(exc, name))
+            if self._fail_fast and not self._closing.is_set():
+                error = SessionClosedError(1011, "callback %s failed" % name)
+                error.__cause__ = exc
+                self._final_error = error
+                self.close(1011, "client callback failed")
+
+    def _call_on_error(self, event: ErrorEvent) -> None:
+        if self._callbacks.on_error is None:
+            return
+        try:
+            self._callbacks.on_error(event)
+        except Exception:
+            self._log.error("callback on_error raised", exc_info=True)
+
+    def _save_handle(self, handle: str, issued: Optional[float]) -> None:
+        if self._store is None or self._session_key is None:
+            return
+        age = time.monotonic() - issued if issued is not None else 0.0
+        try:
+            self._store.save(self._session_key, StoredHandle(handle, time.time() - age))
+        except Exception as exc:
+            self._log.warning("handle store failed: %s", type(exc).__name__, exc_info=True)
+            self._call_on_error(ErrorEvent(exc, None))
+
+    # Helpers.
+
+    def _closed_exception(self) -> SessionClosed:
+        error = self._final_error
+        if isinstance(error, SessionClosedError):
+            return error
+        code, reason = self._close_request
+        return SessionClosedOK(code, reason)
+
+
+def _collect_turn(
+    inbox: SimpleQueue[Tuple[str, Any]],
+    deadline: Optional[float],
+    closed_error: Callable[[], SessionClosed],
+) -> Turn:
+    """Gather one model turn from ``inbox`` (runs on the caller of ``ask``)."""
+    from queue import Empty
+
+    messages: List[LiveServerMessage] = []
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError("the turn did not complete in time")
+        try:
+            kind, payload = inbox.get(timeout=remaining)
+        except Empty:
+            raise TimeoutError("the turn did not complete in time") from None
+        if kind == "close":
+            raise closed_error()
+        if kind == "reconnect":
+            if payload.replayed or not payload.resumed:
+                messages = []
+            continue
+        messages.append(payload)
+        content = payload.server_content
+        if content is not None and content.turn_complete:
+            return _turn(messages)
+
+
+def _turn(messages: List[LiveServerMessage]) -> Turn:
+    text: List[str] = []
+    audio: List[bytes] = []
+    transcript: List[str] = []
+    heard: List[str] = []
+    calls: List[FunctionCall] = []
+    usage: Optional[UsageMetadata] = None
+    interrupted = False
+    for m in messages:
+        text.append(m.text or "")
+        audio.append(m.data or b"")
+        content = m.server_content
+        if content is not None:
+            if content.output_transcription is not None:
+                transcript.append(content.output_transcription.text or "")
+            if content.input_transcription is not None:
+                heard.append(content.input_transcription.text or "")
+            interrupted = interrupted or bool(content.interrupted)
+        if m.tool_call is not None:
+            calls.extend(m.tool_call.function_calls or ())
+        if m.usage_metadata is not None:
+            usage = m.usage_metadata
+    return Turn("".join(text), b"".join(audio), "".join(transcript), "".join(heard),
+                tuple(calls), usage, interrupted, tuple(messages))
+
+
+def _attempt(number: int, delay: float, outcome: Outcome) -> Attempt:
+    return Attempt(number, delay, outcome.code, outcome.status_code, outcome.error)
+
+
+def _describe(outcome: Outcome) -> LiveSyncError:
+    if outcome.status_code is not None:
+        return InvalidStatus(outcome.status_code)
+    if outcome.code == 1000:
+        return SessionClosedOK(1000, outcome.reason)
+    return SessionClosedError(outcome.effective_code, outcome.reason)
+
+
+def _as_closed(error: BaseException, outcome: Outcome) -> SessionClosed:
+    if isinstance(error, SessionClosed):
+        return error
+    closed = SessionClosedError(outcome.code, outcome.reason)
+    closed.__cause__ = error
+    return closed

@@ -1,0 +1,353 @@
+"""Session maintenance against the emulator: rotation, resume, replay, policies, stores."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import tracemalloc
+from typing import Any, List
+
+import pytest
+
+import livesync
+from livesync import ReconnectExhausted, ReconnectPolicy, SessionClosedError
+from tests.utils import TIMEOUT, Recorder, client_messages, realtime, wait_for
+
+MODEL = "gemini-live-2.5-flash-preview"
+TEXT = {"response_modalities": ["TEXT"]}
+FAST = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, rotation_margin=0.05)
+
+
+def connect(emu: Any, **kwargs: Any) -> livesync.Session:
+    client = livesync.Client(api_key=emu.api_key, base_url=emu.base_url)
+    kwargs.setdefault("config", TEXT)
+    kwargs.setdefault("reconnect", FAST)
+    return client.connect(MODEL, **kwargs)
+
+
+def pcm(n: int, loud: bool) -> bytes:
+    """n ms of 16 kHz PCM, loud (speech) or silent; each chunk distinct by a marker."""
+    sample = (8000 if loud else 0).to_bytes(2, "little", signed=True)
+    return sample * (16 * n)
+
+
+def session_messages(emu: Any, kind: str) -> List[Any]:
+    (record,) = emu.sessions.values()
+    return [m for m in record.messages if kind in m.message.get("realtimeInput", {})]
+
+
+def test_resumption_handle_is_tracked(emulator: Any) -> None:
+    """The session exposes the latest resumable handle from the server."""
+    with connect(emulator) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        first = session.resumption_handle
+        session.ask("hello", timeout=10 * TIMEOUT)
+        assert wait_for(lambda: session.resumption_handle != first)
+
+
+def test_go_away_rotates_at_a_safe_point_with_the_latest_handle(emulator: Any) -> None:
+    """goAway while idle: dial new, close old, resume with the latest handle; nothing lost."""
+    rec = Recorder()
+    with connect(emulator, on_goaway=rec.on_goaway, on_reconnect=rec.on_reconnect) as session:
+        session.ask("My name is Ada.", timeout=10 * TIMEOUT)
+        assert wait_for(lambda: session.stats().handle_age is not None)
+        handle = session.resumption_handle
+        emulator.send_go_away(time_left=30.0)
+        event = rec.wait("on_reconnect")[0]
+        assert rec.get("on_goaway")[0].time_left.total_seconds() == pytest.approx(30.0, abs=1)
+        assert event.planned and event.resumed and event.cause == "goAway"
+        assert event.gap_ms >= 0 and event.dropped == 0
+        assert emulator.connections[1].setup["sessionResumption"] == {"handle": handle}
+        assert emulator.connections[0].close_code == 1000
+        turn = session.ask("What is the capital of France?", timeout=10 * TIMEOUT)
+        assert turn.text == "The capital of France is Paris."
+        stats = session.stats()
+        assert stats.rotations_planned == 1 and stats.resumed == 1 and stats.generation == 2
+    (record,) = emulator.sessions.values()
+    assert len(record.connections) == 2
+
+
+def test_connection_lifetime_is_survived_repeatedly(make_emulator: Any) -> None:
+    """With real lifetimes (scaled), the session rotates before each deadline close."""
+    emu = make_emulator(time_scale=0.001)  # 10 min → 0.6 s, goAway 60 ms before
+    rec = Recorder()
+    with connect(emu, on_reconnect=rec.on_reconnect, on_close=rec.on_close) as session:
+        rec.wait("on_reconnect", 3, timeout=30 * TIMEOUT)
+        assert session.ask("hello", timeout=10 * TIMEOUT).text
+    assert all(e.planned and e.resumed for e in rec.get("on_reconnect"))
+    assert all(c.close_code != 1011 for c in emu.connections[:3])
+
+
+def test_rotation_forced_by_deadline_mid_generation(make_emulator: Any) -> None:
+    """A goAway during a long generation forces rotation before the deadline; ask() still
+    returns a complete answer (the question is replayed on the resumed session)."""
+    emu = make_emulator(chunk_delay=0.05)
+    rec = Recorder()
+    with connect(emu, on_reconnect=rec.on_reconnect, on_message=rec.on_message,
+                 reconnect=ReconnectPolicy(rotation_margin=0.3)) as session:
+        result: List[Any] = []
+        asker = threading.Thread(target=lambda: result.append(
+            session.ask("What is the capital of France?", timeout=20 * TIMEOUT)))
+        asker.start()
+        rec.wait("on_message", where=lambda m: bool(m.text))
+        emu.send_go_away(time_left=0.4)
+        event = rec.wait("on_reconnect")[0]
+        asker.join(20 * TIMEOUT)
+        assert event.planned and event.replayed >= 1
+        assert emu.connections[0].close_code == 1000  # we rotated before the server's cut
+        assert result and result[0].text == "The capital of France is Paris."
+
+
+def test_drop_mid_turn_with_audio_streaming_loses_nothing(make_emulator: Any) -> None:
+    """TCP drop while audio streams: every audio chunk is in the resumed session once."""
+    emu = make_emulator()
+    rec = Recorder()
+    with connect(emu, on_reconnect=rec.on_reconnect, on_message=rec.on_message,
+                 config={"response_modalities": ["TEXT"],
+                         "realtime_input_config": {"automatic_activity_detection": {
+                             "silence_duration_ms": 200}}}) as session:
+        chunks = 0
+        for _ in range(10):       # 200 ms of speech…
+            session.send_audio(pcm(20, loud=True)); chunks += 1
+        for _ in range(12):       # …then 240 ms silence: the turn ends, a reply streams
+            session.send_audio(pcm(20, loud=False)); chunks += 1
+        rec.wait("on_message", where=lambda m: bool(
+            m.session_resumption_update and m.session_resumption_update.resumable
+            and rec.get("on_message").index(m) > 2))
+        for _ in range(5):        # more audio after the handle…
+            session.send_audio(pcm(20, loud=True)); chunks += 1
+        assert wait_for(lambda: len(client_messages(emu.connections[0])) == chunks)
+        emu.drop()                # …then the connection dies mid-turn
+        for _ in range(5):        # audio sent during the reconnect is queued
+            session.send_audio(pcm(20, loud=True)); chunks += 1
+        event = rec.wait("on_reconnect")[0]
+        assert not event.planned and event.resumed and event.dropped == 0
+        assert wait_for(lambda: len(session_messages(emu, "audio")) == chunks, 10 * TIMEOUT)
+    audio = session_messages(emu, "audio")
+    assert len(audio) == chunks  # exactly once each: none lost, none doubled
+
+
+def test_transparent_resumption_prunes_by_index(make_emulator: Any) -> None:
+    """Vertex transparent: indices restart at 1, acked messages are not replayed."""
+    emu = make_emulator()
+    client = livesync.Client(vertexai=True, project="p", location="us-central1",
+                             token_provider=lambda: emu.api_key, base_url=emu.base_url)
+    rec = Recorder()
+    with client.connect(MODEL, config=TEXT, reconnect=FAST,
+                        on_reconnect=rec.on_reconnect) as session:
+        session.ask("hello", timeout=10 * TIMEOUT)
+        assert emu.connections[0].setup["sessionResumption"] == {"transparent": True}
+        for i in range(3):
+            session.send_realtime_input(text="after-%d" % i)
+        assert wait_for(lambda: len(client_messages(emu.connections[0])) == 4)
+        emu.drop()
+        event = rec.wait("on_reconnect")[0]
+        assert event.replayed == 3
+        assert wait_for(lambda: len(emu.connections) == 2
+                        and len(client_messages(emu.connections[1])) == 3)
+        assert [m.index for m in client_messages(emu.connections[1])] == [1, 2, 3]
+        assert emu.connections[1].setup["sessionResumption"]["transparent"] is True
+    (record,) = emu.sessions.values()
+    texts = realtime(record, "text")
+    assert texts.count("after-0") == 1 and texts.count("after-2") == 1
+
+
+def test_blanking_update_keeps_the_good_handle(emulator: Any) -> None:
+    """An empty {} update after a good handle does not erase it; the resume uses it."""
+    with connect(emulator) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        handle = session.resumption_handle
+        emulator.send_raw({"sessionResumptionUpdate": {}})
+        emulator.send_raw({"sessionResumptionUpdate": {"newHandle": "", "resumable": False}})
+        assert wait_for(lambda: session.stats().messages_in >= 4)
+        assert session.resumption_handle == handle
+        emulator.drop()
+        assert wait_for(lambda: len(emulator.connections) == 2 and emulator.connections[1].setup)
+        assert emulator.connections[1].setup["sessionResumption"]["handle"] == handle
+
+
+def test_expired_handle_falls_back_to_a_fresh_session(make_emulator: Any) -> None:
+    """A refused resume starts a fresh session by default and reports resumed=False."""
+    emu = make_emulator()
+    rec = Recorder()
+    with connect(emu, on_reconnect=rec.on_reconnect) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        emu.refuse_next_resume()
+        emu.drop()
+        event = rec.wait("on_reconnect")[0]
+        assert not event.resumed
+        assert session.ask("hello", timeout=10 * TIMEOUT).text
+        assert session.stats().fresh == 1
+    assert "handle" not in emu.connections[-1].setup["sessionResumption"]
+
+
+def test_expired_handle_with_fail_policy_ends_the_session(emulator: Any) -> None:
+    """With on_resume_refused='fail', a refused resume ends the session with the error."""
+    rec = Recorder()
+    policy = ReconnectPolicy(initial_delay=0.01, on_resume_refused="fail")
+    session = connect(emulator, reconnect=policy, on_close=rec.on_close)
+    assert wait_for(lambda: session.resumption_handle is not None)
+    emulator.refuse_next_resume()
+    emulator.drop()
+    closed = rec.wait("on_close")[0]
+    assert isinstance(closed.error, SessionClosedError)
+    assert closed.code == 1008
+    assert len(emulator.connections) == 2
+
+
+@pytest.mark.parametrize("code", [1007, 1008])
+def test_fatal_codes_are_never_retried(emulator: Any, code: int) -> None:
+    """1007/1008 end the session at once; no second connection is made."""
+    rec = Recorder()
+    connect(emulator, on_close=rec.on_close)
+    emulator.close(code, "Request contains an invalid argument.")
+    closed = rec.wait("on_close")[0]
+    assert closed.code == code and isinstance(closed.error, SessionClosedError)
+    assert len(emulator.connections) == 1
+
+
+def test_storm_breaker_stops_a_repeating_close(emulator: Any) -> None:
+    """The same close code again and again ends the session with ReconnectExhausted."""
+    rec = Recorder()
+    policy = ReconnectPolicy(initial_delay=0.001, max_delay=0.005, storm_threshold=3)
+    connect(emulator, reconnect=policy, on_close=rec.on_close)
+    for n in range(1, 4):
+        assert emulator.wait_for(lambda: len(emulator.connections) >= n and
+                                 emulator.connections[n - 1].open)
+        emulator.close(1011, "Internal error encountered.", conn=emulator.connections[n - 1])
+    closed = rec.wait("on_close")[0]
+    assert isinstance(closed.error, ReconnectExhausted)
+    assert "storm" in str(closed.error)
+    assert len(emulator.connections) == 3
+
+
+def test_attempts_exhausted_carry_the_history(emulator: Any) -> None:
+    """When every attempt is refused (503), ReconnectExhausted lists the attempts."""
+    rec = Recorder()
+    policy = ReconnectPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.002,
+                             storm_threshold=10)
+    connect(emulator, reconnect=policy, on_close=rec.on_close)
+    emulator.refuse_upgrades(3, status=503)
+    emulator.drop()
+    closed = rec.wait("on_close")[0]
+    assert isinstance(closed.error, ReconnectExhausted)
+    assert [a.status_code for a in closed.error.attempts] == [503, 503, 503]
+
+
+def test_http_401_on_reconnect_is_fatal(emulator: Any) -> None:
+    """An auth refusal during a reconnect ends the session instead of looping."""
+    rec = Recorder()
+    connect(emulator, on_close=rec.on_close)
+    emulator.refuse_next_upgrade(status=401)
+    emulator.drop()
+    closed = rec.wait("on_close")[0]
+    assert isinstance(closed.error, SessionClosedError)
+    assert isinstance(closed.error.__cause__, livesync.InvalidStatus)
+
+
+def test_close_during_backoff_returns_promptly(emulator: Any) -> None:
+    """close() while waiting out a long backoff returns at once."""
+    policy = ReconnectPolicy(initial_delay=60.0, max_delay=60.0, jitter=False)
+    session = connect(emulator, reconnect=policy)
+    emulator.drop()
+    assert wait_for(lambda: session.state == "reconnecting")
+    started = time.monotonic()
+    session.close()
+    assert time.monotonic() - started < 2 * TIMEOUT
+    assert session.closed
+
+
+def test_sends_during_reconnect_are_queued_and_flushed_in_order(emulator: Any) -> None:
+    """Text sent while disconnected arrives after the resume, in order, exactly once."""
+    policy = ReconnectPolicy(initial_delay=0.3, max_delay=0.3, jitter=False)
+    with connect(emulator, reconnect=policy) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        emulator.drop()
+        assert wait_for(lambda: session.state == "reconnecting")
+        for i in range(5):
+            session.send_realtime_input(text="queued-%d" % i)
+        assert wait_for(lambda: len(emulator.connections) == 2 and
+                        len(client_messages(emulator.connections[1])) == 5, 10 * TIMEOUT)
+    texts = realtime(emulator.connections[1], "text")
+    assert texts == ["queued-%d" % i for i in range(5)]
+
+
+def test_tool_response_survives_a_forced_rotation(make_emulator: Any) -> None:
+    """A tool response sent while the connection rotates is delivered on the new one,
+    and the model's answer uses it."""
+    emu = make_emulator()
+    config = {"response_modalities": ["TEXT"], "tools": [{"function_declarations": [
+        {"name": "get_current_weather", "description": "weather",
+         "parameters": {"type": "OBJECT", "properties": {"location": {"type": "STRING"}}}}]}]}
+    rec = Recorder()
+    with connect(emu, config=config, on_reconnect=rec.on_reconnect,
+                 on_message=rec.on_message) as session:
+        session.send_text("What is the weather in Paris?")
+        (message,) = rec.wait("on_message", where=lambda m: m.tool_call is not None)
+        emu.send_go_away(time_left=0.2)
+        rec.wait("on_reconnect")
+        call = message.tool_call.function_calls[0]
+        session.send_tool_response([livesync.FunctionResponse(
+            id=call.id, name=call.name, response={"result": "18C"})])
+        rec.wait("on_message", where=lambda m: "18C" in (m.text or ""))
+
+
+def test_fifty_rotations_without_growth(make_emulator: Any) -> None:
+    """50 consecutive rotations: no thread growth, bounded memory, all planned and resumed."""
+    emu = make_emulator()
+    rec = Recorder()
+    with connect(emu, on_reconnect=rec.on_reconnect) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        baseline_threads = threading.active_count()
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(1, 51):
+            emu.send_go_away(time_left=10.0)
+            rec.wait("on_reconnect", n, timeout=10 * TIMEOUT)
+            assert wait_for(lambda: emu.connections[-1].open and
+                            session.resumption_handle is not None)
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert threading.active_count() <= baseline_threads + 1
+        assert growth < 2_000_000
+        assert session.stats().rotations_planned == 50
+    assert all(e.planned and e.resumed for e in rec.get("on_reconnect"))
+
+
+def test_token_provider_is_called_on_every_dial(emulator: Any) -> None:
+    """The credential provider runs for each connection (bearer refresh)."""
+    tokens = ["tok-%d" % i for i in range(3)]
+    for t in tokens:
+        emulator.bearer_tokens.add(t)
+    issued: List[str] = []
+
+    def provider() -> str:
+        issued.append(tokens[len(issued)])
+        return issued[-1]
+
+    client = livesync.Client(vertexai=True, project="p", location="us-central1",
+                             token_provider=provider, base_url=emulator.base_url)
+    rec = Recorder()
+    with client.connect(MODEL, config=TEXT, reconnect=FAST, on_reconnect=rec.on_reconnect):
+        emulator.drop()
+        rec.wait("on_reconnect")
+    assert issued == ["tok-0", "tok-1"]
+
+
+def test_file_handle_store_resumes_after_a_restart(emulator: Any, tmp_path: Any) -> None:
+    """A new process (here: a new client) resumes the stored session with its history."""
+    store = livesync.FileHandleStore(tmp_path / "handles.json")
+    with connect(emulator, handle_store=store, session_key="chat") as first:
+        first.ask("My name is Ada.", timeout=10 * TIMEOUT)
+        assert wait_for(lambda: store.load("chat") is not None and
+                        store.load("chat").handle == first.resumption_handle)
+        handle = first.resumption_handle
+    rec = Recorder()
+    again = livesync.FileHandleStore(tmp_path / "handles.json")
+    with connect(emulator, handle_store=again, session_key="chat", on_open=rec.on_open):
+        assert rec.wait("on_open")[0].resumed
+    assert emulator.connections[1].setup["sessionResumption"] == {"handle": handle}
+    assert len(emulator.sessions) == 1  # the same server-side session continued
