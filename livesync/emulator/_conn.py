@@ -1,0 +1,837 @@
+"""One emulated Live connection: handshake, client messages, VAD, generation.
+
+Threads per connection (all joined before the connection's handler returns):
+
+* ``emulator-conn-<id>``: the websockets handler thread. It alone decodes
+  client messages, updates the session state and executes closes.
+* ``emulator-read-<id>``: reads frames and queues them for the handler, so
+  the handler can also wake up for deadlines (goAway, lifetime, limits) and
+  for commands from tests (``Emulator.close``).
+* ``emulator-gen-<id>``: the model worker. It streams replies, so barge-in
+  and tool responses are read while the model is "speaking".
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Set, Tuple, Union
+
+from websockets.exceptions import ConnectionClosed
+
+from . import _model
+from ._records import ClientMessageRecord, ConnectionRecord, SessionRecord, TokenRecord, Turn
+from ._sock import EmulatorServerConnection
+from ._wire import (
+    as_bool,
+    as_int,
+    camel,
+    camel_keys,
+    decode_b64,
+    dumps,
+    format_duration,
+    frame_levels,
+    get,
+    has,
+    mime_rate,
+    truncate_reason,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._server import Emulator, UpgradeInfo
+
+logger = logging.getLogger("livesync.emulator")
+
+# Close codes and reasons (documented in docs/emulator.md, "Close codes").
+INVALID_ARGUMENT = "Request contains an invalid argument."
+API_KEY_INVALID = "API key not valid. Please pass a valid API key."
+UNREGISTERED = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API."
+)
+NOT_FOUND = "Requested entity was not found."
+INTERNAL = "Internal error encountered."
+DEADLINE = "Deadline expired before operation could complete."
+TWO_MODALITIES = (
+    "At most one response modality can be specified in the setup request. "
+    "To enable simultaneous transcription and audio output, use outputAudioTranscription."
+)
+MEDIA_CHUNKS = "realtime_input.media_chunks is deprecated. Use audio, video, or text instead."
+AUDIO_FORMAT = (
+    "error when processing input audio, please check if the inputaudio is in valid format: "
+    "16khz s16le pcm, mono channel."
+)
+NON_AUDIO = "Cannot extract voices from a non-audio request."
+FIRST_NOT_SETUP = INVALID_ARGUMENT + " The first message must be a setup message."
+SECOND_SETUP = INVALID_ARGUMENT + " setup may only be sent once per connection."
+ACTIVITY_WITH_VAD = (
+    "Explicit activity control is not supported when automatic activity detection is enabled."
+)
+SESSION_LIMIT = (
+    "Session duration limit exceeded. Enable contextWindowCompression for longer sessions."
+)
+TOKEN_EXPIRED = "The auth token has expired."
+
+KINDS = ("setup", "clientContent", "realtimeInput", "toolResponse")
+
+
+class Closed(Exception):
+    """The connection is closing; stop sending."""
+
+
+class Job:
+    """One model turn, queued for (or running on) the worker."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.cancel = threading.Event()
+        self.finishing = False
+        self.pending: Dict[str, str] = {}
+
+
+class Connection:
+    """Server side of one accepted WebSocket connection."""
+
+    def __init__(
+        self,
+        emu: Emulator,
+        ws: EmulatorServerConnection,
+        record: ConnectionRecord,
+        upgrade: UpgradeInfo,
+    ) -> None:
+        self.emu = emu
+        self.ws = ws
+        self.sock = ws.stallable
+        self.record = record
+        self.upgrade = upgrade
+        self.commands: queue.Queue[Tuple[Any, ...]] = queue.Queue()
+        self.jobs: queue.Queue[Optional[Job]] = queue.Queue()
+        self.send_lock = threading.Lock()
+        self.mutex = threading.Lock()
+        self.changed = threading.Condition(self.mutex)
+        self.closing = False
+        self.done = False
+        self.setup_done = False
+        self.session: Optional[SessionRecord] = None
+        self.token: Optional[TokenRecord] = None
+        self.config: Dict[str, Any] = {}
+        self.index = 0
+        self.current: Optional[Job] = None
+        self.queued: List[Job] = []
+        self.known_calls: Set[str] = set()
+        self.pending_texts: List[str] = []
+        self.resumption = False
+        self.transparent = False
+        self.vad_disabled = False
+        self.no_interruption = False
+        self.silence_ms = 500.0
+        # Server VAD state (audio time, not wall time).
+        self.speaking = False
+        self.turn_pcm = bytearray()
+        self.turn_rate = 16000
+        self.voiced_s = 0.0
+        self.pos_s = 0.0
+        self.silence_run_ms = 0.0
+        # Manual activity state.
+        self.in_activity = False
+        self.activity_pcm = bytearray()
+        self.activity_rate = 16000
+        self.activity_texts: List[str] = []
+        # Deadlines (time.monotonic()).
+        scale = emu.time_scale
+        self.opened = time.monotonic()
+        self.close_at: Optional[float] = self.opened + emu.connection_lifetime * scale
+        self.go_away_at: Optional[float] = None
+        if emu.go_away_notice < emu.connection_lifetime:
+            self.go_away_at = self.opened + (emu.connection_lifetime - emu.go_away_notice) * scale
+        self.reader: Optional[threading.Thread] = None
+        self.worker: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ threads
+
+    def run(self) -> None:
+        """Serve the connection; return when it is over (handler thread)."""
+        cid = self.record.id
+        self.reader = threading.Thread(target=self._read, name=f"emulator-read-{cid}", daemon=True)
+        self.worker = threading.Thread(target=self._work, name=f"emulator-gen-{cid}", daemon=True)
+        self.reader.start()
+        self.worker.start()
+        try:
+            self._serve()
+        except Closed:
+            pass
+        except Exception:  # pragma: no cover - defensive: never kill the server
+            logger.error("emulator connection %d failed", cid, exc_info=True)
+            self.close(1011, INTERNAL)
+        finally:
+            self._finish()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                data = self.ws.recv()
+                self.commands.put(("msg", data, time.time()))
+        except ConnectionClosed:
+            self.emu._record_close(self)
+        except Exception:  # pragma: no cover - defensive
+            logger.debug("emulator reader %d stopped", self.record.id, exc_info=True)
+        finally:
+            self.commands.put(("eof",))
+
+    def _finish(self) -> None:
+        with self.send_lock:
+            self.closing = True
+        self._cancel_all()
+        self.jobs.put(None)
+        limit = self.emu.close_timeout + 1.0
+        if self.worker is not None:
+            self.worker.join(limit)
+        if self.reader is not None and self.reader.is_alive():
+            self.reader.join(limit)
+            if self.reader.is_alive():
+                self.sock.abort()
+                self.reader.join(limit)
+        self.emu._connection_ended(self)
+
+    # ------------------------------------------------------------------ commands
+
+    def post(self, *command: Any) -> None:
+        """Queue a command for the handler thread (any thread)."""
+        self.commands.put(command)
+
+    def _timeout(self) -> Optional[float]:
+        if self.record.stalled:
+            return None
+        deadlines = [t for t in (self.go_away_at, self.close_at, self._limit_at()) if t]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _limit_at(self) -> Optional[float]:
+        session = self.session
+        if session is None or has(self.config, "contextWindowCompression"):
+            return None
+        limits = []
+        if session.has_audio:
+            limits.append(self.emu.audio_session_limit)
+        if session.has_video:
+            limits.append(self.emu.video_session_limit)
+        if not limits:
+            return None
+        return session.started_at + min(limits) * self.emu.time_scale
+
+    def _serve(self) -> None:
+        failure = self.emu._check_auth(self)
+        if failure is not None:
+            self.close(*failure)
+            return
+        while not self.done:
+            try:
+                command = self.commands.get(timeout=self._timeout())
+            except queue.Empty:
+                self._deadlines()
+                continue
+            kind = command[0]
+            if kind == "eof":
+                return
+            if self.record.stalled:
+                continue
+            if kind == "msg":
+                self._on_frame(command[1], command[2])
+            elif kind == "close":
+                self.close(command[1], command[2], by=command[3])
+
+    def _deadlines(self) -> None:
+        now = time.monotonic()
+        if self.go_away_at is not None and now >= self.go_away_at:
+            self.go_away_at = None
+            left = (self.close_at - now) if self.close_at is not None else 0.0
+            self.send({"goAway": {"timeLeft": format_duration(left)}})
+        if self.close_at is not None and now >= self.close_at:
+            self.close_at = None
+            self.close(1011, DEADLINE)
+            return
+        limit = self._limit_at()
+        if limit is not None and now >= limit and self.session is not None:
+            with self.emu._cond:
+                self.session.ended = "session limit"
+            self.close(1011, SESSION_LIMIT)
+
+    def go_away(self, time_left: float, enforce: bool) -> None:
+        """Send goAway now; with ``enforce`` also close after ``time_left`` (any thread)."""
+        if enforce:
+            deadline = time.monotonic() + max(0.0, time_left)
+            if self.close_at is None or deadline < self.close_at:
+                self.close_at = deadline
+            self.go_away_at = None
+            self.post("wake")
+        self.send({"goAway": {"timeLeft": format_duration(time_left)}})
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, message: Union[Dict[str, Any], bytes, str], *, frame: str = "") -> None:
+        """Send one server message; raise Closed if the connection is closing (any thread).
+
+        Dicts are serialized like the real server (pretty-printed JSON). ``bytes``
+        and ``str`` are sent as they are. ``frame`` forces ``"text"`` or
+        ``"binary"``; by default the emulator's ``text_frames`` option decides.
+        """
+        if isinstance(message, dict):
+            data: Union[str, bytes] = dumps(message)
+        else:
+            data = message
+        text = self.emu.text_frames if not frame else frame == "text"
+        if text and isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        elif not text and isinstance(data, str):
+            data = data.encode("utf-8")
+        with self.send_lock:
+            if self.closing:
+                raise Closed()
+            try:
+                self.ws.send(data)
+            except (ConnectionClosed, OSError, RuntimeError) as exc:
+                raise Closed() from exc
+            with self.emu._cond:
+                if isinstance(message, dict) and self.emu.record_sent:
+                    self.record.sent.append(message)
+                self.emu._cond.notify_all()
+
+    def close(self, code: int, reason: str = "", *, by: str = "server") -> None:
+        """Close with a close frame and wait for the handshake (handler thread)."""
+        reason = truncate_reason(reason)
+        with self.send_lock:
+            if self.closing:
+                self.done = True
+                return
+            self.closing = True
+        with self.emu._cond:
+            if self.record.closed_by is None:
+                self.record.closed_by = by
+            if not self.record.stalled:
+                self.record.close_code = code
+                self.record.close_reason = reason
+            self.emu._cond.notify_all()
+        self._cancel_all()
+        try:
+            self.ws.close(code, reason)
+        except Exception:  # pragma: no cover - defensive
+            logger.debug("close failed", exc_info=True)
+        self.done = True
+
+    # ------------------------------------------------------------------ messages
+
+    def _on_frame(self, data: Union[str, bytes], received_at: float) -> None:
+        try:
+            message = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            detail = str(exc).split(":")[0]
+            self.close(1007, f"Invalid JSON payload received. {detail}.")
+            return
+        if not isinstance(message, dict) or not message:
+            self.close(1007, "Invalid JSON payload received. Expected a JSON object.")
+            return
+        unknown = [k for k in message if camel(k) not in KINDS]
+        if unknown:
+            self.close(
+                1007, f'Invalid JSON payload received. Unknown name "{unknown[0]}": '
+                "Cannot find field."
+            )
+            return
+        if len(message) > 1:
+            self.close(
+                1007, "Invalid JSON payload received. Only one of setup, clientContent, "
+                "realtimeInput or toolResponse may be set."
+            )
+            return
+        key, body = next(iter(message.items()))
+        kind = camel(key)
+        if not self.setup_done:
+            if kind != "setup":
+                self.close(1007, FIRST_NOT_SETUP)
+                return
+            self._record(kind, body, message, received_at)
+            if self.emu._take_stall_setup():
+                self.sock.stall()
+                with self.emu._cond:
+                    self.record.setup = body if isinstance(body, dict) else None
+                    self.record.stalled = True
+                    self.emu._cond.notify_all()
+                return
+            self._on_setup(body)
+            return
+        if kind == "setup":
+            self.close(1007, SECOND_SETUP)
+            return
+        if self.token is not None and time.monotonic() > self.token.expire_at:
+            self.close(1007, TOKEN_EXPIRED)
+            return
+        self._record(kind, body, message, received_at)
+        if not isinstance(body, dict):
+            self.close(1007, f"Invalid JSON payload received. {key} must be an object.")
+        elif kind == "clientContent":
+            self._on_client_content(body)
+        elif kind == "realtimeInput":
+            self._on_realtime_input(body)
+        else:
+            self._on_tool_response(body)
+
+    def _record(self, kind: str, body: Any, message: Dict[str, Any], received_at: float) -> None:
+        with self.emu._cond:
+            index = 0 if kind == "setup" else self.index + 1
+            rec = ClientMessageRecord(
+                index=index,
+                kind=kind,
+                payload=body,
+                message=message,
+                received_at=received_at,
+                connection=self.record.id,
+                generation=self.record.generation,
+            )
+            self.record.messages.append(rec)
+            if kind != "setup" and self.session is not None:
+                self.index = index
+                self.session.messages.append(rec)
+            self.emu._cond.notify_all()
+
+    def _on_setup(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            self.close(1007, INVALID_ARGUMENT)
+            return
+        with self.emu._cond:
+            self.record.setup = body
+        config = camel_keys(body)
+        if isinstance(config.get("generationConfig"), dict):
+            config["generationConfig"] = camel_keys(config["generationConfig"])
+        resumption = config.get("sessionResumption")
+        handle = get(resumption, "handle") if isinstance(resumption, dict) else None
+        if self.token is not None:
+            error = self.emu._use_token(self.token, resume=bool(handle))
+            if error is not None:
+                self.close(1007, error)
+                return
+            config = apply_locked(config, self.token.setup, self.token.field_mask)
+            resumption = config.get("sessionResumption")
+        with self.emu._cond:
+            self.record.effective_setup = config
+        self.config = config
+        modalities = get(config.get("generationConfig"), "responseModalities") or []
+        if isinstance(modalities, list) and len(modalities) > 1:
+            self.close(1007, TWO_MODALITIES)
+            return
+        model_or_error = self.emu._resolve_model(self.record, config.get("model"))
+        if isinstance(model_or_error, tuple):
+            self.close(*model_or_error)
+            return
+        model = model_or_error
+        if "native-audio" in model and [str(m).upper() for m in modalities] == ["TEXT"]:
+            self.close(1007, NON_AUDIO)
+            return
+        self.resumption = resumption is not None
+        self.transparent = as_bool(get(resumption, "transparent"))
+        if self.transparent and self.record.backend != "vertex":
+            self.close(1007, INVALID_ARGUMENT)
+            return
+        rtc = config.get("realtimeInputConfig")
+        aad = get(rtc, "automaticActivityDetection")
+        self.vad_disabled = as_bool(get(aad, "disabled"))
+        self.silence_ms = float(as_int(get(aad, "silenceDurationMs"), 0) or 500)
+        self.no_interruption = str(get(rtc, "activityHandling", "")) == "NO_INTERRUPTION"
+        if handle:
+            result = self.emu._resume_session(self, str(handle), model)
+        else:
+            result = self.emu._new_session(self, model)
+        if isinstance(result, tuple):
+            self.close(*result)
+            return
+        self.session = result
+        complete: Dict[str, Any] = {}
+        if self.record.backend == "vertex":
+            complete["sessionId"] = result.id
+        self.setup_done = True
+        self.send({"setupComplete": complete})
+        if self.resumption:
+            self.issue_handle()
+
+    def _on_client_content(self, body: Dict[str, Any]) -> None:
+        self.barge_in()
+        turns = get(body, "turns") or []
+        if not isinstance(turns, list):
+            turns = []
+        contents = [copy.deepcopy(t) for t in turns if isinstance(t, dict)]
+        for content in contents:
+            if get(content, "role", "user") == "user":
+                texts = [get(p, "text") for p in get(content, "parts") or []]
+                self.pending_texts.extend(t for t in texts if isinstance(t, str))
+        if contents:
+            self._add_history(contents)
+        if as_bool(get(body, "turnComplete")):
+            text = " ".join(self.pending_texts)
+            self.pending_texts = []
+            self._enqueue(Turn(kind="text", text=text))
+
+    def _on_realtime_input(self, body: Dict[str, Any]) -> None:
+        if has(body, "mediaChunks"):
+            self.close(1007, MEDIA_CHUNKS)
+            return
+        audio = get(body, "audio")
+        if audio is not None:
+            self._on_audio(audio)
+            if self.closing:
+                return
+        video = get(body, "video")
+        if video is not None:
+            mime = str(get(video, "mimeType") or "")
+            if not mime.startswith("image/") or decode_b64(get(video, "data", "")) is None:
+                self.close(1007, INVALID_ARGUMENT + " realtimeInput.video must be an image/* blob.")
+                return
+            self._mark_media(video=True)
+        text = get(body, "text")
+        if isinstance(text, str):
+            self._on_text(text)
+        if has(body, "activityStart"):
+            if not self.vad_disabled:
+                self.close(1007, ACTIVITY_WITH_VAD)
+                return
+            self.barge_in()
+            self.in_activity = True
+            self.activity_pcm = bytearray()
+            self.activity_texts = []
+        if has(body, "activityEnd"):
+            if not self.vad_disabled:
+                self.close(1007, ACTIVITY_WITH_VAD)
+                return
+            if self.in_activity:
+                self.in_activity = False
+                self._end_activity()
+        if as_bool(get(body, "audioStreamEnd")) and self.speaking:
+            self._end_speech()
+
+    def _on_text(self, text: str) -> None:
+        if self.vad_disabled and self.in_activity:
+            self.activity_texts.append(text)
+            return
+        self.barge_in()
+        self._add_history([{"role": "user", "parts": [{"text": text}]}])
+        self._enqueue(Turn(kind="text", text=text))
+
+    def _mark_media(self, *, audio: bool = False, video: bool = False) -> None:
+        session = self.session
+        if session is None:
+            return
+        with self.emu._cond:
+            session.has_audio = session.has_audio or audio
+            session.has_video = session.has_video or video
+
+    def _on_audio(self, blob: Any) -> None:
+        mime = str(get(blob, "mimeType") or "")
+        if not mime.startswith("audio/"):
+            self.close(1007, INVALID_ARGUMENT + " realtimeInput.audio must be an audio/* blob.")
+            return
+        data = decode_b64(get(blob, "data", ""))
+        if data is None:
+            self.close(
+                1007, "Invalid value at 'realtime_input.audio.data' (TYPE_BYTES), "
+                "Base64 decoding failed."
+            )
+            return
+        if len(data) % 2:
+            self.close(1007, AUDIO_FORMAT)
+            return
+        self._mark_media(audio=True)
+        rate = mime_rate(mime)
+        if self.vad_disabled:
+            if self.in_activity:
+                self.activity_pcm += data
+                self.activity_rate = rate
+            return
+        offset = 0
+        for seconds, rms in frame_levels(data, rate):
+            size = int(round(seconds * rate)) * 2
+            frame = data[offset:offset + size]
+            offset += size
+            if rms >= self.emu.vad_threshold:
+                if not self.speaking:
+                    self.speaking = True
+                    self.turn_pcm = bytearray()
+                    self.turn_rate = rate
+                    self.pos_s = 0.0
+                    self.barge_in()
+                self.pos_s += seconds
+                self.voiced_s = self.pos_s
+                self.silence_run_ms = 0.0
+                self.turn_pcm += frame
+            elif self.speaking:
+                self.pos_s += seconds
+                self.silence_run_ms += seconds * 1000.0
+                self.turn_pcm += frame
+                if self.silence_run_ms >= self.silence_ms - 1e-6:
+                    self._end_speech()
+
+    def _end_speech(self) -> None:
+        self.speaking = False
+        voiced_bytes = int(round(self.voiced_s * self.turn_rate)) * 2
+        self._audio_turn(bytes(self.turn_pcm[:voiced_bytes]), self.turn_rate, self.voiced_s)
+
+    def _end_activity(self) -> None:
+        pcm = bytes(self.activity_pcm)
+        seconds = len(pcm) / 2 / self.activity_rate
+        if self.activity_texts:
+            if pcm:
+                self._transcribe(seconds)
+            text = " ".join(self.activity_texts)
+            self._add_history([{"role": "user", "parts": [{"text": text}]}])
+            self._enqueue(Turn(kind="activity", text=text, audio=pcm,
+                               audio_rate=self.activity_rate, audio_seconds=seconds))
+        elif pcm:
+            self._audio_turn(pcm, self.activity_rate, seconds)
+        else:
+            self._enqueue(Turn(kind="activity", text=""))
+
+    def _transcribe(self, seconds: float) -> str:
+        text = f"(audio {seconds:.2f} s)"
+        if self.config.get("inputAudioTranscription") is not None:
+            self.send({"serverContent": {"inputTranscription": {"text": text}}})
+        return text
+
+    def _audio_turn(self, pcm: bytes, rate: int, seconds: float) -> None:
+        text = self._transcribe(seconds)
+        self._add_history([{"role": "user", "parts": [{"text": text}]}])
+        self._enqueue(
+            Turn(kind="audio", text=text, audio=pcm, audio_rate=rate, audio_seconds=seconds)
+        )
+
+    def _on_tool_response(self, body: Dict[str, Any]) -> None:
+        responses = get(body, "functionResponses") or []
+        if not isinstance(responses, list):
+            responses = []
+        with self.mutex:
+            job = self.current
+            for response in responses:
+                call_id = get(response, "id")
+                name = get(response, "name")
+                if not call_id and job is not None and self.record.backend == "vertex":
+                    call_id = next((i for i, n in job.pending.items() if n == name), None)
+                if job is not None and call_id in job.pending:
+                    job.turn.tool_responses[str(call_id)] = get(response, "response") or {}
+                    del job.pending[str(call_id)]
+                elif call_id not in self.known_calls:
+                    break
+            else:
+                self.changed.notify_all()
+                return
+        self.close(1008, NOT_FOUND)
+
+    # ------------------------------------------------------------------ model
+
+    def _add_history(self, contents: List[Dict[str, Any]]) -> None:
+        session = self.session
+        if session is None:
+            return
+        with self.emu._cond:
+            session.history.extend(contents)
+            self.emu._cond.notify_all()
+
+    def _enqueue(self, turn: Turn) -> None:
+        session = self.session
+        assert session is not None
+        turn.config = self.config
+        turn.session_id = session.id
+        turn.connection_id = self.record.id
+        turn.backend = self.record.backend
+        turn.text_chunk_chars = self.emu.text_chunk_chars
+        turn.audio_chunk_seconds = self.emu.audio_chunk_seconds
+        turn.audio_seconds_per_char = self.emu.audio_seconds_per_char
+        job = Job(turn)
+        with self.mutex:
+            self.queued.append(job)
+        self.jobs.put(job)
+
+    def barge_in(self) -> None:
+        """Interrupt the current generation (unless NO_INTERRUPTION) (handler thread)."""
+        if self.no_interruption:
+            return
+        with self.mutex:
+            if self.current is not None and not self.current.finishing:
+                self.current.cancel.set()
+            for job in self.queued:
+                job.cancel.set()
+            self.changed.notify_all()
+
+    def _cancel_all(self) -> None:
+        with self.mutex:
+            for job in self.queued + ([self.current] if self.current else []):
+                job.cancel.set()
+            self.changed.notify_all()
+
+    def _work(self) -> None:
+        try:
+            while True:
+                job = self.jobs.get()
+                if job is None:
+                    return
+                with self.mutex:
+                    if job in self.queued:
+                        self.queued.remove(job)
+                    if job.cancel.is_set():
+                        continue
+                    self.current = job
+                try:
+                    self._generate(job)
+                finally:
+                    with self.mutex:
+                        self.current = None
+        except Closed:
+            pass
+        except Exception:
+            logger.error("emulator model worker %d failed", self.record.id, exc_info=True)
+            self.post("close", 1011, INTERNAL, "server")
+
+    def _generate(self, job: Job) -> None:
+        turn = job.turn
+        session = self.session
+        assert session is not None
+        with self.emu._cond:
+            turn.history = copy.deepcopy(session.history)
+        prompt_text = _model.history_text(turn.history)
+        if self.resumption:
+            self.send({"sessionResumptionUpdate": {}})
+        script: Optional[Iterable[Dict[str, Any]]] = None
+        if self.emu.responder is not None:
+            script = self.emu.responder(turn)
+        if script is None:
+            script = _model.default_script(turn)
+        texts: List[str] = []
+        transcripts: List[str] = []
+        audio_bytes = 0
+        own_end = False
+        for message in script:
+            if job.cancel.is_set():
+                break
+            calls = [
+                c for c in get(get(message, "toolCall"), "functionCalls") or []
+                if isinstance(c, dict) and c.get("id")
+            ]
+            if calls:
+                with self.mutex:
+                    for call in calls:
+                        job.pending[str(call["id"])] = str(call.get("name", ""))
+                        self.known_calls.add(str(call["id"]))
+            self.send(message)
+            content = get(message, "serverContent")
+            for part in get(get(content, "modelTurn"), "parts") or []:
+                if isinstance(get(part, "text"), str) and not get(part, "thought"):
+                    texts.append(part["text"])
+                blob = get(part, "inlineData")
+                if blob is not None:
+                    audio_bytes += len(decode_b64(get(blob, "data", "")) or b"")
+            transcript = get(get(content, "outputTranscription"), "text")
+            if isinstance(transcript, str):
+                transcripts.append(transcript)
+            if calls:
+                with self.mutex:
+                    self.changed.wait_for(lambda: job.cancel.is_set() or not job.pending)
+            if as_bool(get(content, "turnComplete")):
+                own_end = True
+                break
+            if self.emu.chunk_delay > 0:
+                job.cancel.wait(self.emu.chunk_delay)
+        reply = "".join(texts) or "".join(transcripts)
+        audio_seconds = audio_bytes / 2 / 24000
+        with self.mutex:
+            interrupted = job.cancel.is_set() and not own_end
+            job.finishing = not interrupted
+            cancelled_ids = list(job.pending)
+            job.pending.clear()
+        if interrupted:
+            if cancelled_ids:
+                self.send({"toolCallCancellation": {"ids": cancelled_ids}})
+            self.send({"serverContent": {"interrupted": True}})
+        elif not own_end:
+            self.send({"serverContent": {"generationComplete": True}})
+        if reply:
+            self._add_history([{"role": "model", "parts": [{"text": reply}]}])
+        if not own_end:
+            end: Dict[str, Any] = {"serverContent": {"turnComplete": True}}
+            meta = _model.usage(
+                backend=self.record.backend,
+                prompt_text=prompt_text,
+                prompt_audio_seconds=turn.audio_seconds,
+                response_text=reply,
+                response_audio_seconds=audio_seconds,
+            )
+            if meta:
+                end["usageMetadata"] = meta
+            self.send(end)
+        if self.resumption:
+            self.issue_handle()
+
+    # ------------------------------------------------------------------ resumption
+
+    def issue_handle(self) -> None:
+        """Snapshot the session into a new handle and send it (any thread)."""
+        session = self.session
+        if session is None or self.closing:
+            return
+        handle = self.emu._snapshot(self, session)
+        update: Dict[str, Any] = {"newHandle": handle.handle, "resumable": True}
+        if self.transparent and handle.last_consumed_index:
+            update["lastConsumedClientMessageIndex"] = str(handle.last_consumed_index)
+        self.send({"sessionResumptionUpdate": update})
+
+
+def apply_locked(
+    config: Dict[str, Any], locked: Optional[Dict[str, Any]], mask: Optional[List[str]]
+) -> Dict[str, Any]:
+    """Apply an ephemeral token's locked setup to a client setup (camelCase top level).
+
+    Without a field mask every field present in the token's setup overrides the
+    client's (top level, and ``generationConfig`` field by field). With a mask,
+    the token's setup fills in fields the client left out, and each masked path
+    (``model``, ``generationConfig.temperature``, snake_case allowed) is forced to
+    the token's value, or removed when the token's setup lacks it.
+    """
+    if not locked:
+        locked = {}
+    lock = camel_keys(locked)
+    if isinstance(lock.get("generationConfig"), dict):
+        lock["generationConfig"] = camel_keys(lock["generationConfig"])
+    result = copy.deepcopy(config)
+    if mask is None:
+        for key, value in lock.items():
+            if key == "generationConfig" and isinstance(value, dict):
+                merged = dict(result.get("generationConfig") or {})
+                merged.update(copy.deepcopy(value))
+                result[key] = merged
+            else:
+                result[key] = copy.deepcopy(value)
+        return result
+    for key, value in lock.items():
+        if key == "generationConfig" and isinstance(value, dict):
+            merged = copy.deepcopy(value)
+            merged.update(result.get("generationConfig") or {})
+            result[key] = merged
+        else:
+            result.setdefault(key, copy.deepcopy(value))
+    for path in mask:
+        names = [camel(p) for p in path.strip().split(".") if p]
+        if not names:
+            continue
+        source: Any = lock
+        for name in names:
+            source = camel_keys(source).get(name) if isinstance(source, dict) else None
+        target = result
+        for name in names[:-1]:
+            child = target.get(name)
+            child = camel_keys(child) if isinstance(child, dict) else {}
+            target[name] = child
+            target = child
+        if source is None:
+            target.pop(names[-1], None)
+        else:
+            target[names[-1]] = copy.deepcopy(source)
+    return result
