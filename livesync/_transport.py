@@ -160,7 +160,7 @@ class Transport:
             return Close(code, reason)
         if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
             return Frame(data, opcode == websocket.ABNF.OPCODE_BINARY)
-        return Frame(b"", control=True)
+        return Frame(data if opcode == websocket.ABNF.OPCODE_PONG else b"", control=True)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping frame. Any thread. Raises ConnectionLost."""

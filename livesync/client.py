@@ -2,11 +2,11 @@
 
 Which endpoint and header a dial uses (PROTOCOL.md §1):
 
-- Gemini API key → ``…v1beta.GenerativeService.BidiGenerateContent`` with ``x-goog-api-key``
-  (never in the URL);
-- ephemeral token (``auth_tokens/…``) → ``…v1alpha.GenerativeService.BidiGenerateContentConstrained``
-  with ``Authorization: Token …``;
-- Vertex → ``{location}-aiplatform…/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent``
+- Gemini API key → ``…v1beta.GenerativeService.BidiGenerateContent`` with
+  ``x-goog-api-key`` (never in the URL);
+- ephemeral token (``auth_tokens/…``) →
+  ``…v1alpha.GenerativeService.BidiGenerateContentConstrained`` with ``Authorization: Token …``;
+- Vertex → ``{location}-aiplatform…/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/…``
   with ``Authorization: Bearer …`` from ``token_provider``, called on every dial.
 """
 

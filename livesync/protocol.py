@@ -15,24 +15,34 @@ What it tracks (DESIGN.md §3):
   send order. With transparent resumption (Vertex) a handle covers the messages
   whose per-connection index is at most ``lastConsumedClientMessageIndex``
   (index 0 is ``setup``; 1, 2, … per connection). On the Gemini API a handle
-  covers the messages sent ``replay_margin`` seconds or more before it arrived.
+  covers the messages sent at least ``replay_margin`` plus twice the measured
+  round-trip time before it arrived: a message sent later may still have been
+  in flight when the server issued the handle. A user turn sent while the model
+  was idle is covered once the server completes a turn after it (the server
+  reads in order, so that turn answered it);
   Buffered audio and video past ``max_buffered_media`` bytes is evicted oldest
   first; text, client content, activity markers and tool responses are never
   evicted: past ``max_buffered_messages`` a send raises :class:`SendQueueFull`;
 - whether a **generation** or a **tool call** is in flight, and the ``goAway``
-  **deadline**, which together decide when a rotation is safe.
+  **deadline**, which together decide when a rotation is safe;
+- **tool calls across a resume**: a call received after the resumed handle was
+  issued is unknown to the restored session, which asks again (with a new id)
+  when the replayed input reaches it. Such calls are remembered by name and
+  arguments; the re-issued call is matched, hidden from the application, and the
+  application's response (held, or sent later under the old id) goes to the new id.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from ._codec import encode
 from .exceptions import SendQueueFull
-from .types import LiveServerMessage, SessionResumptionUpdate
+from .types import FunctionCall, LiveServerMessage, SessionResumptionUpdate
 
 __all__ = ["MEDIA_KINDS", "Outbound", "SessionProtocol", "State"]
 
@@ -60,6 +70,9 @@ class Outbound:
         generation: connection it was last sent on (0: not sent yet).
         index: its index on that connection (1, 2, …).
         sent_at: when it was last sent.
+        held: a tool response kept back until the model re-issues its call.
+        starts_turn: a user turn (clientContent with turnComplete, or realtime text).
+        proof_turn: the server's turn count that proves this turn was read.
     """
 
     seq: int
@@ -69,6 +82,9 @@ class Outbound:
     generation: int = 0
     index: int = 0
     sent_at: Optional[float] = None
+    held: bool = False
+    starts_turn: bool = False
+    proof_turn: Optional[int] = None
 
     @property
     def size(self) -> int:
@@ -106,8 +122,15 @@ class SessionProtocol:
         self._seq = 0
         self._media_bytes = 0
         self._messages = 0
-        self._tool_calls: Dict[str, float] = {}
+        self._tool_calls: Set[str] = set()
+        self._calls_since_handle: Dict[str, str] = {}  # id -> signature
+        self._forgotten: Dict[str, str] = {}  # signature -> old id
+        self._held: Dict[str, Outbound] = {}  # old id -> its response
+        self._renamed: Dict[str, str] = {}  # old id -> new id
         self._evicted = 0
+        self._rtts: Deque[float] = deque(maxlen=8)
+        self._turns = 0
+        self.lost_tool_responses: List[str] = []
 
     # Connections.
 
@@ -115,6 +138,7 @@ class SessionProtocol:
         """A new connection is being set up: reset per-connection state."""
         self.generation += 1
         self._index = 0
+        self._turns = 0
         self.state = State.CONNECTING
         self.setup_complete = False
         self.generating = False
@@ -138,18 +162,20 @@ class SessionProtocol:
         self._evicted = 0
         return list(self.buffer)
 
-    def prepare_resume(self) -> List[Outbound]:
-        """Before resuming: drop tool responses the restored session cannot know.
+    def prepare_resume(self) -> None:
+        """Before resuming: set aside tool calls and responses the restored session lacks.
 
-        A tool call received after the handle was issued is not part of the
-        state the handle restores; the server will ask again when the replayed
-        input reaches it. Returns the dropped entries.
+        The calls received since the handle are remembered by signature; their
+        responses are held until the model asks again (see the module docstring).
         """
-        issued = self.handle_issued_at if self.handle_issued_at is not None else float("inf")
-        unknown = {i for i, at in self._tool_calls.items() if at >= issued}
-        for call_id in unknown:
-            del self._tool_calls[call_id]
-        return self._remove(lambda e: bool(set(e.tool_ids) & unknown))
+        for call_id, signature in self._calls_since_handle.items():
+            self._forgotten[signature] = call_id
+            self._tool_calls.discard(call_id)
+        forgotten = set(self._calls_since_handle)
+        self._calls_since_handle = {}
+        for entry in self._remove(lambda e: bool(set(e.tool_ids) & forgotten)):
+            for call_id in entry.tool_ids:
+                self._held[call_id] = entry
 
     def start_fresh(self) -> List[Outbound]:
         """The server refused the handle: forget it and the input it no longer has.
@@ -160,7 +186,21 @@ class SessionProtocol:
         self.resumption_handle = None
         self.handle_issued_at = None
         self._tool_calls.clear()
+        self._calls_since_handle.clear()
+        self._forgotten.clear()
+        self._renamed.clear()
+        self.lost_tool_responses.extend(self._held)
+        self._held.clear()
         return self._remove(lambda e: e.sent_at is not None)
+
+    def observe_rtt(self, seconds: float) -> None:
+        """Record a round-trip time (setup → setupComplete, or ping → pong)."""
+        self._rtts.append(max(0.0, seconds))
+
+    @property
+    def coverage_margin(self) -> float:
+        """Seconds before a handle's arrival that a message must predate to be covered."""
+        return self.replay_margin + 2 * max(self._rtts, default=0.0)
 
     def evicted_since_handle(self) -> int:
         """Media messages evicted from the buffer since the last handle (lost on resume)."""
@@ -169,7 +209,7 @@ class SessionProtocol:
     # Sending.
 
     def enqueue(
-        self, kind: str, text: str, *, tool_ids: Tuple[str, ...] = ()
+        self, kind: str, text: str, *, tool_ids: Tuple[str, ...] = (), starts_turn: bool = False
     ) -> Tuple[Outbound, int]:
         """Buffer a new client message; return it and how many media entries were evicted.
 
@@ -181,7 +221,13 @@ class SessionProtocol:
                 "%d messages are waiting for the server to acknowledge them" % self._messages
             )
         self._seq += 1
-        entry = Outbound(self._seq, kind, text, tool_ids)
+        entry = Outbound(self._seq, kind, text, tool_ids, starts_turn=starts_turn)
+        forgotten = set(self._forgotten.values())
+        if forgotten.intersection(tool_ids):
+            entry.held = True
+            for call_id in tool_ids:
+                self._held[call_id] = entry
+            return entry, 0
         self.buffer.append(entry)
         evicted = 0
         if kind in MEDIA_KINDS:
@@ -197,14 +243,25 @@ class SessionProtocol:
         entry.generation = self.generation
         entry.index = self._index
         entry.sent_at = now
-        for call_id in entry.tool_ids:
-            self._tool_calls.pop(call_id, None)
+        entry.proof_turn = None
+        if entry.starts_turn and not self.generating:
+            entry.proof_turn = self._turns + 1
+        self._tool_calls.difference_update(entry.tool_ids)
         return self._index
+
+    def current_call_id(self, call_id: str) -> str:
+        """The id under which the server now knows the call the application saw as ``call_id``."""
+        return self._renamed.get(call_id, call_id)
 
     # Receiving.
 
-    def receive(self, message: LiveServerMessage, now: float) -> None:
-        """Update the state from one server message."""
+    def receive(self, message: LiveServerMessage, now: float) -> List[Tuple[str, str, Outbound]]:
+        """Update the state from one server message.
+
+        Returns the held tool responses to send again now, as ``(old id, new id,
+        entry)``, when the message re-issues calls the restored session had lost.
+        """
+        resend: List[Tuple[str, str, Outbound]] = []
         if message.setup_complete is not None:
             self.setup_complete = True
         content = message.server_content
@@ -213,19 +270,46 @@ class SessionProtocol:
                 self.generating = True
             if content.turn_complete or content.interrupted:
                 self.generating = False
+            if content.turn_complete:
+                self._turns += 1
+            if content.turn_complete and self._held:
+                # The model finished a turn without asking again: those answers are lost.
+                self.lost_tool_responses.extend(self._held)
+                self._held.clear()
+                self._forgotten.clear()
         if message.tool_call is not None:
             for call in message.tool_call.function_calls or ():
                 if call.id:
-                    self._tool_calls[call.id] = now
+                    resend.extend(self._tool_call(call))
         if message.tool_call_cancellation is not None:
             for call_id in message.tool_call_cancellation.ids or ():
-                self._tool_calls.pop(call_id, None)
+                self._tool_calls.discard(call_id)
         if message.go_away is not None:
             left = message.go_away.time_left
             self.go_away_deadline = now + (left.total_seconds() if left is not None else 0.0)
         update = message.session_resumption_update
         if update is not None:
             self._resumption_update(update, now)
+        return resend
+
+    def is_reissue(self, call_id: str) -> bool:
+        """Whether ``call_id`` re-issues a call the application already saw."""
+        return call_id in self._renamed.values()
+
+    def _tool_call(self, call: FunctionCall) -> List[Tuple[str, str, Outbound]]:
+        assert call.id is not None
+        signature = json.dumps([call.name, call.args], sort_keys=True, default=str)
+        self._calls_since_handle[call.id] = signature
+        old = self._forgotten.pop(signature, None)
+        if old is None:
+            self._tool_calls.add(call.id)
+            return []
+        self._renamed[old] = call.id
+        held = self._held.pop(old, None)
+        if held is None:
+            self._tool_calls.add(call.id)
+            return []
+        return [(old, call.id, held)]
 
     def _resumption_update(self, update: SessionResumptionUpdate, now: float) -> None:
         if not (update.resumable and update.new_handle):
@@ -233,16 +317,18 @@ class SessionProtocol:
         self.resumption_handle = update.new_handle
         self.handle_issued_at = now
         self._evicted = 0
+        self._calls_since_handle = {}
         generation = self.generation
         acked = update.last_consumed_client_message_index
         if acked is not None:
             self._remove(lambda e: e.generation == generation and 0 < e.index <= acked)
         else:
-            cutoff = now - self.replay_margin
+            cutoff = now - self.coverage_margin
+            turns = self._turns
             self._remove(
                 lambda e: e.generation == generation
                 and e.sent_at is not None
-                and e.sent_at <= cutoff
+                and (e.sent_at <= cutoff or (e.proof_turn is not None and turns >= e.proof_turn))
             )
 
     # Decisions.
@@ -252,6 +338,15 @@ class SessionProtocol:
         """Ids of tool calls the client has not answered yet."""
         return set(self._tool_calls)
 
+    def renamed_response(self, entry: Outbound, old: str, new: str) -> Outbound:
+        """A copy of tool response ``entry`` answering call ``new`` instead of ``old``."""
+        message = json.loads(entry.text)
+        for response in message["toolResponse"]["functionResponses"]:
+            if response.get("id") == old:
+                response["id"] = new
+        ids = tuple(new if i == old else i for i in entry.tool_ids)
+        return Outbound(0, "tool_response", encode(message), ids)
+
     def safe_to_rotate(self) -> bool:
         """No generation or tool call in flight, and a handle covers every message sent."""
         return (
@@ -259,6 +354,7 @@ class SessionProtocol:
             and self.resumption_handle is not None
             and not self.generating
             and not self._tool_calls
+            and not self._held
             and not self.buffer
         )
 

@@ -17,6 +17,7 @@ code never runs with either held.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import statistics
@@ -27,31 +28,63 @@ from collections import deque
 from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import (
-    Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
     Union,
 )
 
 from . import _codec
 from ._transport import Close, ConnectionLost, Transport, TransportOptions
 from .events import (
-    Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn, handle_hint,
+    Closed,
+    ErrorEvent,
+    Opened,
+    Reconnected,
+    SessionStats,
+    Turn,
 )
 from .exceptions import (
-    Attempt, ConnectError, ConnectTimeout, InvalidConfig, InvalidStatus, LiveSyncError,
-    ProtocolError, ReconnectExhausted, SessionClosed, SessionClosedError, SessionClosedOK,
+    Attempt,
+    ConnectError,
+    ConnectTimeout,
+    InvalidConfig,
+    InvalidStatus,
+    LiveSyncError,
+    ProtocolError,
+    ReconnectExhausted,
+    SessionClosed,
+    SessionClosedError,
+    SessionClosedOK,
     SetupRejected,
 )
 from .protocol import MEDIA_KINDS, Outbound, SessionProtocol, State
 from .reconnect import Action, Outcome, ReconnectPolicy, classify
 from .store import HandleStore, StoredHandle
 from .types import (
-    Blob, Content, FunctionCall, FunctionResponse, LiveServerMessage, UsageMetadata,
+    Blob,
+    Content,
+    FunctionCall,
+    FunctionResponse,
+    LiveServerMessage,
+    ToolCall,
+    UsageMetadata,
 )
 
 __all__ = ["Callbacks", "Dialer", "Session"]
 
 logger = logging.getLogger("livesync.session")
 
+#: Payload of livesync's keepalive pings; the pong echoes it (an RTT sample).
+PING_PAYLOAD = b"livesync"
 #: Warn when the dispatcher falls this many messages behind the reader.
 DISPATCH_HIGH_WATER = 1000
 #: The uncompressed session limits (PROTOCOL.md §5), warned about a minute ahead.
@@ -100,6 +133,8 @@ class _Connection:
     last_message_at: float = 0.0
     last_activity: float = field(default_factory=time.monotonic)
     server_session_id: Optional[str] = None
+    setup_sent_at: float = 0.0
+    ping_sent_at: Optional[float] = None
 
 
 class _Rejected(Exception):
@@ -262,7 +297,7 @@ class Session:
             SendQueueFull: too many messages wait for the server to acknowledge them.
         """
         message = _codec.client_content(turns, turn_complete=turn_complete)
-        self._send("content", _codec.encode(message))
+        self._send("content", _codec.encode(message), starts_turn=turn_complete)
 
     def send_text(self, text: str, *, turn_complete: bool = True) -> None:
         """Send one user text turn as ``clientContent``. Any thread."""
@@ -295,7 +330,7 @@ class Session:
             kind = "video"
         else:
             kind = "text" if text is not None else "activity"
-        self._send(kind, _codec.encode(message))
+        self._send(kind, _codec.encode(message), starts_turn=kind == "text")
 
     def send_audio(self, pcm: bytes, sample_rate: int = 16000) -> None:
         """Send raw 16-bit little-endian mono PCM as realtime audio. Any thread.
@@ -316,23 +351,28 @@ class Session:
         reported in ``Reconnected.dropped_tool_responses`` (the model asks again).
         """
         message = _codec.tool_response(function_responses, vertexai=self._vertexai)
-        ids = tuple(
-            r["id"] for r in message["toolResponse"]["functionResponses"] if r.get("id")
-        )
+        responses = message["toolResponse"]["functionResponses"]
+        with self._lock:  # answer calls the model re-issued after a resume under their new id
+            for response in responses:
+                if response.get("id"):
+                    response["id"] = self._protocol.current_call_id(response["id"])
+        ids = tuple(r["id"] for r in responses if r.get("id"))
         self._send("tool_response", _codec.encode(message), tool_ids=ids)
 
-    def _send(self, kind: str, text: str, *, tool_ids: Tuple[str, ...] = ()) -> None:
+    def _send(self, kind: str, text: str, *, tool_ids: Tuple[str, ...] = (),
+              starts_turn: bool = False) -> None:
         with self._send_lock:
             with self._lock:
                 if self._closing.is_set():
                     raise self._closed_exception()
-                entry, evicted = self._protocol.enqueue(kind, text, tool_ids=tool_ids)
+                entry, evicted = self._protocol.enqueue(
+                    kind, text, tool_ids=tool_ids, starts_turn=starts_turn)
                 conn = self._conn if self._protocol.state is State.OPEN else None
                 if kind in MEDIA_KINDS:
                     self._media_since.setdefault(kind, time.monotonic())
             if evicted:
                 self._log.warning("dropped %d buffered media messages (buffer full)", evicted)
-            if conn is not None:
+            if conn is not None and not entry.held:
                 self._write(conn, entry)
 
     def _write(self, conn: _Connection, entry: Outbound) -> bool:
@@ -385,9 +425,9 @@ class Session:
 
         Any thread except the dispatcher (do not call it from a callback). One
         ``ask`` at a time per session; others wait. Coexists with callbacks and
-        ``receive()``, which still see every message. Across a reconnect that
-        replays the question, the partial answer is discarded and the turn is
-        collected again.
+        ``receive()``, which still see every message. If the connection changes
+        before the answer is complete, the question is replayed on the new one and
+        the partial answer is discarded: the turn holds the complete new answer.
 
         Raises:
             TimeoutError: the turn did not complete within ``timeout``.
@@ -603,8 +643,9 @@ class Session:
         return self._ping_timeout is not None and silence > self._ping_interval + self._ping_timeout
 
     def _ping(self, conn: _Connection) -> None:
+        conn.ping_sent_at = time.monotonic()
         try:
-            conn.transport.ping(b"livesync")
+            conn.transport.ping(PING_PAYLOAD)
         except ConnectionLost:
             conn.transport.abort()
         if self._debug:
@@ -644,6 +685,8 @@ class Session:
 
     def _recover(self, old: _Connection, outcome: Outcome) -> Optional[_Connection]:
         """Reconnect after an unexpected end of ``old``; None ends the session."""
+        if self._closing.is_set():
+            return None
         self._state = "reconnecting"
         action = classify(outcome)
         if action is Action.FATAL or self._policy is None:
@@ -732,7 +775,7 @@ class Session:
             transport = self._dial()
         with self._send_lock, self._lock:
             if resume:
-                self._lost.extend(self._protocol.prepare_resume())
+                self._protocol.prepare_resume()
             self._protocol.begin_connection()
             conn = _Connection(transport, self._protocol.generation)
             setup = self._protocol.setup_message(resume=resume)
@@ -742,6 +785,7 @@ class Session:
             name="livesync-reader-%s-%d" % (self.id, conn.generation),
         )
         try:
+            conn.setup_sent_at = time.monotonic()
             size = transport.send_text(setup)
         except ConnectionLost as exc:
             transport.abort()
@@ -817,8 +861,11 @@ class Session:
         """Count and announce a finished connection change (supervisor thread)."""
         gap = max(0.0, (conn.opened_at - since) * 1000.0) if since else 0.0
         fresh, replayed = self._fresh, self._replayed
-        dropped = len(self._lost) + self._evicted
-        dropped_tools = tuple(i for e in self._lost for i in e.tool_ids)
+        with self._lock:
+            lost_calls = self._protocol.lost_tool_responses
+            self._protocol.lost_tool_responses = []
+        dropped = len(self._lost) + self._evicted + len(lost_calls)
+        dropped_tools = tuple(i for e in self._lost for i in e.tool_ids) + tuple(lost_calls)
         self._lost, self._fresh, self._evicted = [], False, 0
         with self._lock:
             self._gaps.append(gap)
@@ -879,6 +926,10 @@ class Session:
                     break
                 if not item.control:
                     self._handle_frame(conn, item.data)
+                elif item.data == PING_PAYLOAD and conn.ping_sent_at is not None:
+                    with self._lock:
+                        self._protocol.observe_rtt(conn.last_activity - conn.ping_sent_at)
+                    conn.ping_sent_at = None
         except ConnectionLost as exc:
             outcome = Outcome(None, "", error=str(exc), after_go_away=conn.go_away)
         except BaseException:  # noqa: B036 - a reader must never die silently
@@ -904,17 +955,29 @@ class Session:
             return
         conn.last_message_at = now
         with self._lock:
-            self._protocol.receive(message, now)
+            if message.setup_complete is not None:
+                self._protocol.observe_rtt(now - conn.setup_sent_at)
+            resend = self._protocol.receive(message, now)
+            message = self._hide_reissued_calls(message)
+            lost = self._protocol.lost_tool_responses
+            self._protocol.lost_tool_responses = []
             self._counters["messages_in"] += 1
             self._counters["bytes_in"] += len(data)
+            self._counters["dropped"] += len(lost)
             handle = self._protocol.resumption_handle
             issued = self._protocol.handle_issued_at
+        for old, new, entry in resend:
+            self._emit("resend", self._protocol.renamed_response(entry, old, new))
+        if lost:
+            self._log.warning("dropped %d tool responses: the model did not ask again "
+                              "after the session was resumed", len(lost))
         if self._debug:
             self._log.debug("< %s (%d bytes)", message.kind, len(data))
         if message.go_away is not None:
             conn.go_away = True
             self._log.info("goAway received: %s left", message.go_away.time_left)
-        self._emit("message", message)
+        if message.kind != "unknown" or message.unknown:
+            self._emit("message", message)
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle and handle:
             self._emit("store", (handle, issued))
@@ -922,6 +985,18 @@ class Session:
             conn.server_session_id = message.setup_complete.session_id
             conn.ready.set()
         self._wakeup.set()
+
+    def _hide_reissued_calls(self, message: LiveServerMessage) -> LiveServerMessage:
+        """Drop re-issued calls (already delivered under their old id); lock held."""
+        call = message.tool_call
+        if call is None or not call.function_calls:
+            return message
+        kept = [c for c in call.function_calls if not (c.id and self._protocol.is_reissue(c.id))]
+        if len(kept) == len(call.function_calls):
+            return message
+        return dataclasses.replace(
+            message, tool_call=ToolCall(function_calls=kept) if kept else None
+        )
 
     # Dispatcher thread.
 
@@ -962,11 +1037,12 @@ class Session:
                            payload.session_resumption_update)
         elif kind == "store":
             self._save_handle(*payload)
+        elif kind == "resend":
+            self._log.info("answering a re-issued tool call with the held response")
+            self._send("tool_response", payload.text, tool_ids=payload.tool_ids)
         elif kind == "open":
             self._call("on_open", cb.on_open, payload)
         elif kind == "reconnect":
-            for inbox in subscribers:
-                inbox.put((kind, payload))
             self._call("on_reconnect", cb.on_reconnect, payload)
         elif kind == "error":
             self._call_on_error(payload)
@@ -1060,9 +1136,9 @@ def _collect_turn(
             raise TimeoutError("the turn did not complete in time") from None
         if kind == "close":
             raise closed_error()
-        if kind == "reconnect":
-            if payload.replayed or not payload.resumed:
-                messages = []
+        if payload.setup_complete is not None:
+            # A new connection: an unanswered question is replayed and answered anew.
+            messages = []
             continue
         messages.append(payload)
         content = payload.server_content

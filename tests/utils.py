@@ -63,3 +63,19 @@ class Recorder:
                 raise AssertionError("%s called %d times, expected %d" % (
                     name, len(matching()), count))
             return matching()
+
+
+def headers(record: Any) -> Dict[str, str]:
+    """An emulator connection's upgrade headers as a lower-case dict."""
+    return {k.lower(): v for k, v in record.headers}
+
+
+def client_messages(record: Any) -> List[Any]:
+    """Client messages after setup on an emulator connection (or in a session record)."""
+    return [m for m in record.messages if m.kind != "setup"]
+
+
+def realtime(record: Any, field: str) -> List[Any]:
+    """The values of one realtimeInput field among ``record``'s client messages."""
+    return [m.message["realtimeInput"][field] for m in client_messages(record)
+            if field in m.message.get("realtimeInput", {})]

@@ -91,6 +91,43 @@ def test_replay_margin_keeps_messages_close_to_the_handle() -> None:
     assert list(p.buffer) == [recent]
 
 
+def test_message_in_flight_when_the_handle_was_issued_is_not_covered() -> None:
+    """A handle arriving less than 2×RTT after a send may predate it: the send stays buffered."""
+    p = opened()
+    p.observe_rtt(0.010)
+    early = send(p, "text", "early", 1.000)
+    in_flight = send(p, "text", "question", 1.995)
+    p.receive(update(HANDLE_A, True), 2.000)
+    assert list(p.buffer) == [in_flight] and early not in p.buffer
+    assert p.coverage_margin == pytest.approx(0.020)
+
+
+def test_turn_sent_while_idle_is_covered_once_the_server_completes_a_turn() -> None:
+    """A question answered by a completed turn is covered by the next handle, however fast."""
+    p = opened()
+    p.observe_rtt(1.0)  # a slow link: time alone would not cover it
+    q, _ = p.enqueue("content", "q", starts_turn=True)
+    p.sent(q, 10.0)
+    p.receive(update(HANDLE_A, True), 10.1)
+    assert list(p.buffer) == [q]  # handle in flight when q was sent
+    p.receive(msg({"serverContent": {"modelTurn": {"parts": [{"text": "a"}]}}}), 10.2)
+    p.receive(msg({"serverContent": {"turnComplete": True}}), 10.3)
+    p.receive(update(HANDLE_B, True), 10.4)
+    assert list(p.buffer) == []
+
+
+def test_turn_sent_while_generating_needs_the_time_rule() -> None:
+    """A question sent during a generation is not proven by that generation's turnComplete."""
+    p = opened()
+    p.observe_rtt(1.0)
+    p.receive(msg({"serverContent": {"modelTurn": {"parts": [{"text": "a"}]}}}), 9.0)
+    q, _ = p.enqueue("content", "q", starts_turn=True)
+    p.sent(q, 10.0)
+    p.receive(msg({"serverContent": {"turnComplete": True}}), 10.3)
+    p.receive(update(HANDLE_B, True), 10.4)
+    assert list(p.buffer) == [q]
+
+
 def test_transparent_index_prunes_exactly() -> None:
     """Vertex transparent: entries with index ≤ lastConsumedClientMessageIndex are dropped."""
     p = opened(transparent=True)
@@ -173,17 +210,65 @@ def test_cancelled_tool_call_is_not_pending() -> None:
     assert p.pending_tool_calls == set()
 
 
-def test_resume_drops_tool_responses_the_restored_session_never_saw() -> None:
-    """A response to a call issued after the handle is dropped before replay; older kept."""
+def call(call_id: str, name: str = "f", **args):
+    return msg({"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args}]}})
+
+
+def test_resume_holds_responses_until_the_model_asks_again() -> None:
+    """A response to a call the restored session never saw is held, then sent to the new id."""
     p = opened()
-    p.receive(msg({"toolCall": {"functionCalls": [{"id": "old", "name": "f"}]}}), 1.0)
+    p.receive(call("old", x=1), 1.0)
     p.receive(update(HANDLE_A, True), 2.0)
-    p.receive(msg({"toolCall": {"functionCalls": [{"id": "new", "name": "f"}]}}), 3.0)
+    p.receive(call("new", x=2), 3.0)
     kept, _ = p.enqueue("tool_response", "r-old", tool_ids=("old",))
-    p.enqueue("tool_response", "r-new", tool_ids=("new",))
-    dropped = p.prepare_resume()
-    assert [e.text for e in dropped] == ["r-new"]
+    body = {"toolResponse": {"functionResponses": [{"id": "new", "name": "f", "response": {}}]}}
+    p.enqueue("tool_response", json.dumps(body), tool_ids=("new",))
+    p.prepare_resume()
     assert list(p.buffer) == [kept]
+    assert not p.safe_to_rotate()
+    resend = p.receive(call("new-2", x=2), 4.0)
+    assert [(old, new) for old, new, _ in resend] == [("new", "new-2")]
+    assert p.is_reissue("new-2") and not p.is_reissue("old")
+    renamed = p.renamed_response(resend[0][2], "new", "new-2")
+    assert json.loads(renamed.text)["toolResponse"]["functionResponses"][0]["id"] == "new-2"
+    assert renamed.tool_ids == ("new-2",)
+
+
+def test_late_response_to_a_forgotten_call_goes_to_the_new_id() -> None:
+    """If the app answers after the re-issue, its old id maps to the new one."""
+    p = opened()
+    p.receive(update(HANDLE_A, True), 1.0)
+    p.receive(call("c1", city="Paris"), 2.0)
+    p.prepare_resume()
+    assert p.receive(call("c2", city="Paris"), 3.0) == []
+    assert p.current_call_id("c1") == "c2"
+    assert p.pending_tool_calls == {"c2"}
+    assert p.receive(call("c3", city="Rome"), 3.5) == [] and not p.is_reissue("c3")
+
+
+def test_response_between_resume_and_reissue_is_held() -> None:
+    """Answering a forgotten call before the model re-asks holds the response for the new id."""
+    p = opened()
+    p.receive(update(HANDLE_A, True), 1.0)
+    p.receive(call("c1"), 2.0)
+    p.prepare_resume()
+    entry, _ = p.enqueue("tool_response", "r", tool_ids=("c1",))
+    assert entry.held and list(p.buffer) == []
+    resend = p.receive(call("c2"), 3.0)
+    assert [(old, new) for old, new, _ in resend] == [("c1", "c2")]
+
+
+def test_held_response_is_reported_lost_when_the_model_never_asks_again() -> None:
+    """A held response whose call never comes back is reported once the model is idle."""
+    p = opened()
+    p.receive(update(HANDLE_A, True), 1.0)
+    p.receive(call("c1"), 2.0)
+    p.enqueue("tool_response", "r", tool_ids=("c1",))
+    p.prepare_resume()
+    p.receive(update(HANDLE_B, True), 3.0)  # first handle on the new connection: still held
+    assert p.lost_tool_responses == []
+    p.receive(msg({"serverContent": {"turnComplete": True}}), 4.0)
+    assert p.lost_tool_responses == ["c1"]
 
 
 def test_fresh_session_forgets_handle_and_sent_input_keeps_unsent() -> None:
