@@ -5,8 +5,6 @@ One logical Live session, kept alive across the server's connection limits,
 ``__all__`` are public.
 """
 
-from __future__ import annotations
-
 __version__ = "0.1.0"
 
 from ._codec import parse_server_message as parse_server_message
@@ -106,9 +104,9 @@ __all__ = [
     "PrebuiltVoiceConfig",
     "ProtocolError",
     "RealtimeInputConfig",
+    "Reconnected",
     "ReconnectExhausted",
     "ReconnectPolicy",
-    "Reconnected",
     "RedisHandleStore",
     "SendQueueFull",
     "ServerContent",

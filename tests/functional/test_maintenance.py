@@ -361,3 +361,34 @@ def test_file_handle_store_resumes_after_a_restart(emulator: Any, tmp_path: Any)
         assert rec.wait("on_open")[0].resumed
     assert emulator.connections[1].setup["sessionResumption"] == {"handle": handle}
     assert len(emulator.sessions) == 1  # the same server-side session continued
+
+
+def test_keepalive_timeout_resumes_on_a_new_connection(emulator: Any) -> None:
+    """A server that stops answering pings is declared dead and the session resumes."""
+    rec = Recorder()
+    with connect(emulator, ping_interval=0.1, ping_timeout=0.2,
+                 on_reconnect=rec.on_reconnect) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        emulator.stall()
+        event = rec.wait("on_reconnect")[0]
+        assert event.cause == "keepalive timeout" and event.resumed and not event.planned
+        assert session.ask("hello", timeout=10 * TIMEOUT).text
+
+
+def test_warns_before_the_uncompressed_audio_limit(
+    emulator: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audio without context window compression warns ahead of the session limit."""
+    import livesync.session
+
+    monkeypatch.setattr(livesync.session, "AUDIO_SESSION_LIMIT", 0.2)  # 15 min, scaled
+    with connect(emulator, ping_interval=0.05) as session:
+        session.send_audio(pcm(20, loud=False))
+        assert wait_for(lambda: "context window compression" in caplog.text)
+    caplog.clear()
+    config = {"response_modalities": ["TEXT"],
+              "context_window_compression": {"sliding_window": {}}}
+    with connect(emulator, config=config, ping_interval=0.05) as session:
+        session.send_audio(pcm(20, loud=False))
+        # Past the (scaled) limit, still no warning:
+        assert not wait_for(lambda: "context window compression" in caplog.text, 0.5)
