@@ -20,11 +20,12 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from . import __version__
 from ._codec import build_setup, coerce_config
+from ._dispatch import Callbacks
 from ._transport import TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected
 from .exceptions import InvalidConfig
 from .reconnect import ReconnectPolicy
-from .session import Callbacks, Dialer, Session
+from .session import Dialer, Session
 from .store import HandleStore
 from .types import GoAway, LiveConfig, LiveServerMessage, SessionResumptionUpdate
 

@@ -8,7 +8,8 @@
   socket reader: decodes, updates the protocol state, hands messages on. Never
   runs user code.
 - **dispatcher** ``livesync-dispatch-<sid>``: one per session. Runs every user
-  callback and feeds ``receive()`` and ``ask()``, one at a time, in server order.
+  callback and feeds ``receive()`` and ``ask()``, one at a time, in server order
+  (see :mod:`livesync._dispatch`).
 
 One lock (``_lock``) guards the protocol state, the current connection and the
 counters; ``_send_lock`` orders writes (taken before ``_lock``, never after). User
@@ -26,13 +27,11 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from queue import SimpleQueue
 from typing import (
     Any,
     Callable,
     Deque,
     Dict,
-    Iterable,
     Iterator,
     List,
     Mapping,
@@ -43,15 +42,9 @@ from typing import (
 )
 
 from . import _codec
+from ._dispatch import Callbacks, Dispatcher, collect_turn
 from ._transport import Close, ConnectionLost, Transport, TransportOptions
-from .events import (
-    Closed,
-    ErrorEvent,
-    Opened,
-    Reconnected,
-    SessionStats,
-    Turn,
-)
+from .events import Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn
 from .exceptions import (
     Attempt,
     ConnectError,
@@ -69,15 +62,7 @@ from .exceptions import (
 from .protocol import MEDIA_KINDS, Outbound, SessionProtocol, State
 from .reconnect import Action, Outcome, ReconnectPolicy, classify
 from .store import HandleStore, StoredHandle
-from .types import (
-    Blob,
-    Content,
-    FunctionCall,
-    FunctionResponse,
-    LiveServerMessage,
-    ToolCall,
-    UsageMetadata,
-)
+from .types import Blob, Content, FunctionResponse, LiveServerMessage, ToolCall
 
 __all__ = ["Callbacks", "Dialer", "Session"]
 
@@ -85,24 +70,9 @@ logger = logging.getLogger("livesync.session")
 
 #: Payload of livesync's keepalive pings; the pong echoes it (an RTT sample).
 PING_PAYLOAD = b"livesync"
-#: Warn when the dispatcher falls this many messages behind the reader.
-DISPATCH_HIGH_WATER = 1000
 #: The uncompressed session limits (PROTOCOL.md §5), warned about a minute ahead.
 AUDIO_SESSION_LIMIT = 15 * 60.0
 VIDEO_SESSION_LIMIT = 2 * 60.0
-
-
-@dataclass(frozen=True)
-class Callbacks:
-    """The user's callbacks; each takes one argument (see ``Client.connect``)."""
-
-    on_message: Optional[Callable[[LiveServerMessage], Any]] = None
-    on_goaway: Optional[Callable[[Any], Any]] = None
-    on_resumption_update: Optional[Callable[[Any], Any]] = None
-    on_close: Optional[Callable[[Closed], Any]] = None
-    on_open: Optional[Callable[[Opened], Any]] = None
-    on_reconnect: Optional[Callable[[Reconnected], Any]] = None
-    on_error: Optional[Callable[[ErrorEvent], Any]] = None
 
 
 @dataclass(frozen=True)
@@ -216,18 +186,11 @@ class Session:
         self._final_error: Optional[BaseException] = None
         self._open_error: Optional[BaseException] = None
         self._last_close: Tuple[Optional[int], str] = (None, "")
-        self._dispatch: SimpleQueue[Tuple[str, Any]] = SimpleQueue()
-        self._backlog = 0
-        self._receive_cond = threading.Condition()
-        self._received: Deque[LiveServerMessage] = deque()
-        self._receive_ended = False
-        self._max_receive = max_receive_queue
-        self._subscribers: List[SimpleQueue[Tuple[str, Any]]] = []
         self._counters: Dict[str, int] = dict.fromkeys(
             ("connections", "messages_in", "bytes_in", "messages_out", "bytes_out",
-             "callback_errors", "protocol_errors", "rotations_planned", "rotations_unplanned",
-             "resumed", "fresh", "replayed", "dropped", "receive_dropped"), 0)
-        self._gaps: List[float] = []
+             "protocol_errors", "rotations_planned", "rotations_unplanned",
+             "resumed", "fresh", "replayed", "dropped"), 0)
+        self._gaps: Deque[float] = deque(maxlen=1000)
         self._last_close_code: Optional[int] = None
         self._started_at = time.monotonic()
         self._media_since: Dict[str, float] = {}
@@ -243,8 +206,11 @@ class Session:
         self._supervisor = threading.Thread(
             target=self._supervise, name="livesync-supervisor-%s" % self.id, daemon=True
         )
-        self._dispatcher = threading.Thread(
-            target=self._run_dispatcher, name="livesync-dispatch-%s" % self.id, daemon=True
+        self._dispatch = Dispatcher(
+            "livesync-dispatch-%s" % self.id, callbacks, self._log,
+            max_receive=max_receive_queue,
+            handlers={"store": self._save_handle, "resend": self._resend},
+            on_callback_error=self._callback_failed,
         )
 
     def __repr__(self) -> str:
@@ -407,16 +373,7 @@ class Session:
             SessionClosedError: the session ended with an error (after everything
                 received before was yielded).
         """
-        while True:
-            with self._receive_cond:
-                if not self._receive_cond.wait_for(
-                    lambda: self._received or self._receive_ended, timeout
-                ):
-                    raise TimeoutError("no message within %.1fs" % (timeout or 0.0))
-                if not self._received:
-                    break
-                message = self._received.popleft()
-            yield message
+        yield from self._dispatch.receive(timeout)
         if isinstance(self._final_error, SessionClosedError):
             raise self._final_error
 
@@ -433,19 +390,16 @@ class Session:
             TimeoutError: the turn did not complete within ``timeout``.
             SessionClosed: the session closed first.
         """
-        if threading.current_thread() is self._dispatcher:
+        if threading.current_thread() is self._dispatch.thread:
             raise InvalidConfig("ask() cannot be called from a callback", field="ask")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ask_lock:
-            inbox: SimpleQueue[Tuple[str, Any]] = SimpleQueue()
-            with self._lock:
-                self._subscribers.append(inbox)
+            inbox = self._dispatch.subscribe()
             try:
                 self.send_text(text)
-                return _collect_turn(inbox, deadline, self._closed_exception)
+                return collect_turn(inbox, deadline, self._closed_exception)
             finally:
-                with self._lock:
-                    self._subscribers.remove(inbox)
+                self._dispatch.unsubscribe(inbox)
 
     # Closing.
 
@@ -464,14 +418,14 @@ class Session:
                 if self._state != "closed":
                     self._state = "closing"
         self._wakeup.set()
-        if threading.current_thread() in (self._dispatcher, self._supervisor):
-            return
-        if any(threading.current_thread() is c.reader for c in [self._conn] if c is not None):
-            return
+        current, conn = threading.current_thread(), self._conn
+        if current in (self._dispatch.thread, self._supervisor) or (
+                conn is not None and current is conn.reader):
+            return  # teardown finishes on the supervisor after this callback returns
         budget = self._close_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         self._join(self._supervisor, deadline)
-        self._join(self._dispatcher, deadline)
+        self._join(self._dispatch.thread, deadline)
 
     def wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Block until the session has ended; return False on timeout. Any thread.
@@ -498,7 +452,8 @@ class Session:
             state=self._state, generation=generation, connections=c["connections"],
             messages_in=c["messages_in"], bytes_in=c["bytes_in"],
             messages_out=c["messages_out"], bytes_out=c["bytes_out"],
-            callback_errors=c["callback_errors"], protocol_errors=c["protocol_errors"],
+            callback_errors=self._dispatch.callback_errors,
+            protocol_errors=c["protocol_errors"],
             last_close_code=self._last_close_code,
             rotations_planned=c["rotations_planned"],
             rotations_unplanned=c["rotations_unplanned"],
@@ -506,7 +461,7 @@ class Session:
             gap_last_ms=gaps[-1] if gaps else None, gap_max_ms=max(gaps) if gaps else None,
             gap_median_ms=statistics.median(gaps) if gaps else None,
             replayed=c["replayed"], dropped=c["dropped"],
-            receive_dropped=c["receive_dropped"],
+            receive_dropped=self._dispatch.receive_dropped,
             handle_age=(time.monotonic() - issued) if handle and issued is not None else None,
         )
 
@@ -514,12 +469,12 @@ class Session:
 
     def _start(self) -> None:
         """Start the threads and wait for the first ``setupComplete`` (``connect()``)."""
-        self._dispatcher.start()
+        self._dispatch.thread.start()
         self._supervisor.start()
         self._opened.wait()
         if self._open_error is not None:
             self._join(self._supervisor, time.monotonic() + self._close_timeout)
-            self._join(self._dispatcher, time.monotonic() + self._close_timeout)
+            self._join(self._dispatch.thread, time.monotonic() + self._close_timeout)
             raise self._open_error
 
     def _initial_handle(self, handle: Optional[str]) -> Tuple[Optional[str], Optional[float]]:
@@ -564,7 +519,7 @@ class Session:
         self._state = "open"
         resumed = resume and not self._fresh
         self._fresh = False
-        self._emit("open", Opened(self.id, conn.server_session_id, resumed))
+        self._dispatch.emit("open", Opened(self.id, conn.server_session_id, resumed))
         self._opened.set()
         return conn
 
@@ -879,7 +834,7 @@ class Session:
         self._log.info("reconnected (%s, %s): gap %.1f ms, replayed %d, dropped %d",
                        "planned" if planned else "unplanned",
                        "resumed" if not fresh else "fresh session", gap, replayed, dropped)
-        self._emit("reconnect", event)
+        self._dispatch.emit("reconnect", event)
 
     def _teardown(self) -> None:
         with self._lock:
@@ -898,9 +853,8 @@ class Session:
         closed = Closed(code, reason, None if isinstance(error, SessionClosedOK) else error,
                         handle)
         self._log.info("closed: %s %s", code, reason[:75])
-        self._emit("close", closed)
-        if self._dispatcher is not threading.current_thread():
-            self._join(self._dispatcher, time.monotonic() + self._close_timeout)
+        self._dispatch.emit("close", closed)
+        self._join(self._dispatch.thread, time.monotonic() + self._close_timeout)
         self._closed.set()
         self._wakeup.set()
 
@@ -951,7 +905,7 @@ class Session:
             with self._lock:
                 self._counters["protocol_errors"] += 1
             self._log.warning("skipped a malformed server message: %s", exc)
-            self._emit("error", ErrorEvent(exc))
+            self._dispatch.emit("error", ErrorEvent(exc))
             return
         conn.last_message_at = now
         with self._lock:
@@ -967,7 +921,7 @@ class Session:
             handle = self._protocol.resumption_handle
             issued = self._protocol.handle_issued_at
         for old, new, entry in resend:
-            self._emit("resend", self._protocol.renamed_response(entry, old, new))
+            self._dispatch.emit("resend", self._protocol.renamed_response(entry, old, new))
         if lost:
             self._log.warning("dropped %d tool responses: the model did not ask again "
                               "after the session was resumed", len(lost))
@@ -977,10 +931,10 @@ class Session:
             conn.go_away = True
             self._log.info("goAway received: %s left", message.go_away.time_left)
         if message.kind != "unknown" or message.unknown:
-            self._emit("message", message)
+            self._dispatch.emit("message", message)
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle and handle:
-            self._emit("store", (handle, issued))
+            self._dispatch.emit("store", (handle, issued))
         if message.setup_complete is not None and not conn.ready.is_set():
             conn.server_session_id = message.setup_complete.session_id
             conn.ready.set()
@@ -998,106 +952,21 @@ class Session:
             message, tool_call=ToolCall(function_calls=kept) if kept else None
         )
 
-    # Dispatcher thread.
+    # Dispatcher thread (handlers and hooks run by the Dispatcher).
 
-    def _emit(self, kind: str, payload: Any) -> None:
-        with self._lock:
-            self._backlog += 1
-            backlog = self._backlog
-        if backlog == DISPATCH_HIGH_WATER:
-            self._log.warning("callbacks are %d messages behind the connection", backlog)
-        self._dispatch.put((kind, payload))
+    def _resend(self, entry: Outbound) -> None:
+        self._log.info("answering a re-issued tool call with the held response")
+        self._send("tool_response", entry.text, tool_ids=entry.tool_ids)
 
-    def _run_dispatcher(self) -> None:
-        while True:
-            kind, payload = self._dispatch.get()
-            with self._lock:
-                self._backlog -= 1
-                subscribers = list(self._subscribers)
-            try:
-                if kind == "close":
-                    self._deliver_close(payload, subscribers)
-                    return
-                self._deliver(kind, payload, subscribers)
-            except BaseException:  # noqa: B036 - the dispatcher must keep going
-                self._log.error("unexpected internal error in the dispatcher", exc_info=True)
+    def _callback_failed(self, name: str, exc: Exception) -> None:
+        if self._fail_fast and not self._closing.is_set():
+            error = SessionClosedError(1011, "callback %s failed" % name)
+            error.__cause__ = exc
+            self._final_error = error
+            self.close(1011, "client callback failed")
 
-    def _deliver(self, kind: str, payload: Any,
-                 subscribers: Iterable[SimpleQueue[Tuple[str, Any]]]) -> None:
-        cb = self._callbacks
-        if kind == "message":
-            self._feed_receive(payload)
-            for inbox in subscribers:
-                inbox.put((kind, payload))
-            self._call("on_message", cb.on_message, payload)
-            if payload.go_away is not None:
-                self._call("on_goaway", cb.on_goaway, payload.go_away)
-            if payload.session_resumption_update is not None:
-                self._call("on_resumption_update", cb.on_resumption_update,
-                           payload.session_resumption_update)
-        elif kind == "store":
-            self._save_handle(*payload)
-        elif kind == "resend":
-            self._log.info("answering a re-issued tool call with the held response")
-            self._send("tool_response", payload.text, tool_ids=payload.tool_ids)
-        elif kind == "open":
-            self._call("on_open", cb.on_open, payload)
-        elif kind == "reconnect":
-            self._call("on_reconnect", cb.on_reconnect, payload)
-        elif kind == "error":
-            self._call_on_error(payload)
-
-    def _deliver_close(self, closed: Closed,
-                       subscribers: Iterable[SimpleQueue[Tuple[str, Any]]]) -> None:
-        with self._receive_cond:
-            self._receive_ended = True
-            self._receive_cond.notify_all()
-        for inbox in subscribers:
-            inbox.put(("close", closed))
-        if self._callbacks.on_close is not None:
-            try:
-                self._callbacks.on_close(closed)
-            except Exception:
-                self._log.error("callback on_close raised", exc_info=True)
-
-    def _feed_receive(self, message: LiveServerMessage) -> None:
-        with self._receive_cond:
-            self._received.append(message)
-            if len(self._received) > self._max_receive:
-                self._received.popleft()
-                with self._lock:
-                    self._counters["receive_dropped"] += 1
-                    dropped = self._counters["receive_dropped"]
-                if dropped == 1 or dropped % 1000 == 0:
-                    self._log.warning("receive() buffer full: dropped %d oldest messages "
-                                      "(nobody is reading them)", dropped)
-            self._receive_cond.notify_all()
-
-    def _call(self, name: str, callback: Optional[Callable[[Any], Any]], arg: Any) -> None:
-        if callback is None:
-            return
-        try:
-            callback(arg)
-        except Exception as exc:
-            with self._lock:
-                self._counters["callback_errors"] += 1
-            self._log.error("callback %s raised", name, exc_info=True)
-            self._call_on_error(ErrorEvent(exc, name))
-            if self._fail_fast and not self._closing.is_set():
-                error = SessionClosedError(1011, "callback %s failed" % name)
-                error.__cause__ = exc
-                self._final_error = error
-                self.close(1011, "client callback failed")
-
-    def _call_on_error(self, event: ErrorEvent) -> None:
-        if self._callbacks.on_error is None:
-            return
-        try:
-            self._callbacks.on_error(event)
-        except Exception:
-            self._log.error("callback on_error raised", exc_info=True)
-
-    def _save_handle(self, handle: str, issued: Optional[float]) -> None:
+    def _save_handle(self, item: Tuple[str, Optional[float]]) -> None:
+        handle, issued = item
         if self._store is None or self._session_key is None:
             return
         age = time.monotonic() - issued if issued is not None else 0.0
@@ -1105,7 +974,7 @@ class Session:
             self._store.save(self._session_key, StoredHandle(handle, time.time() - age))
         except Exception as exc:
             self._log.warning("handle store failed: %s", type(exc).__name__, exc_info=True)
-            self._call_on_error(ErrorEvent(exc, None))
+            self._dispatch.report_error(ErrorEvent(exc, None))
 
     # Helpers.
 
@@ -1115,61 +984,6 @@ class Session:
             return error
         code, reason = self._close_request
         return SessionClosedOK(code, reason)
-
-
-def _collect_turn(
-    inbox: SimpleQueue[Tuple[str, Any]],
-    deadline: Optional[float],
-    closed_error: Callable[[], SessionClosed],
-) -> Turn:
-    """Gather one model turn from ``inbox`` (runs on the caller of ``ask``)."""
-    from queue import Empty
-
-    messages: List[LiveServerMessage] = []
-    while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError("the turn did not complete in time")
-        try:
-            kind, payload = inbox.get(timeout=remaining)
-        except Empty:
-            raise TimeoutError("the turn did not complete in time") from None
-        if kind == "close":
-            raise closed_error()
-        if payload.setup_complete is not None:
-            # A new connection: an unanswered question is replayed and answered anew.
-            messages = []
-            continue
-        messages.append(payload)
-        content = payload.server_content
-        if content is not None and content.turn_complete:
-            return _turn(messages)
-
-
-def _turn(messages: List[LiveServerMessage]) -> Turn:
-    text: List[str] = []
-    audio: List[bytes] = []
-    transcript: List[str] = []
-    heard: List[str] = []
-    calls: List[FunctionCall] = []
-    usage: Optional[UsageMetadata] = None
-    interrupted = False
-    for m in messages:
-        text.append(m.text or "")
-        audio.append(m.data or b"")
-        content = m.server_content
-        if content is not None:
-            if content.output_transcription is not None:
-                transcript.append(content.output_transcription.text or "")
-            if content.input_transcription is not None:
-                heard.append(content.input_transcription.text or "")
-            interrupted = interrupted or bool(content.interrupted)
-        if m.tool_call is not None:
-            calls.extend(m.tool_call.function_calls or ())
-        if m.usage_metadata is not None:
-            usage = m.usage_metadata
-    return Turn("".join(text), b"".join(audio), "".join(transcript), "".join(heard),
-                tuple(calls), usage, interrupted, tuple(messages))
 
 
 def _attempt(number: int, delay: float, outcome: Outcome) -> Attempt:
