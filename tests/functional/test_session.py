@@ -231,17 +231,16 @@ def test_fail_fast_ends_the_session_on_a_callback_error(emulator: Any) -> None:
 
 
 def test_blocking_callback_does_not_stall_reading_pongs_or_goaway(make_emulator: Any) -> None:
-    """A callback blocked for seconds: the reader keeps reading and answering pings,
-    and a goAway still rotates the connection on time."""
-    emu = make_emulator(ping_interval=0.2)
-    release = threading.Event()
+    """A callback blocked for seconds: the reader keeps reading and answering the server's
+    pings (0.3 s timeout), and a goAway still rotates the connection on time."""
+    emu = make_emulator(ping_interval=0.1, ping_timeout=0.3)
     blocked = threading.Event()
     rec = Recorder()
 
     def slow(message: Any) -> None:
         if message.server_content and message.server_content.turn_complete:
             blocked.set()
-            release.wait(10.0)
+            threading.Event().wait(6 * TIMEOUT)  # the user's slow work, not synchronisation
 
     session = connect(emu, on_message=slow, on_reconnect=rec.on_reconnect)
     try:
@@ -249,13 +248,15 @@ def test_blocking_callback_does_not_stall_reading_pongs_or_goaway(make_emulator:
         assert blocked.wait(10 * TIMEOUT)
         before = session.stats().messages_in
         emu.send_go_away(time_left=1.0)
-        assert wait_for(lambda: session.stats().rotations_planned == 1, 10 * TIMEOUT)
+        assert wait_for(lambda: session.stats().rotations_planned == 1, 5 * TIMEOUT)
+        assert blocked.is_set() and len(rec.get("on_reconnect")) == 0  # still blocked
         assert session.stats().messages_in > before  # the reader went on reading
         assert emu.connections[0].client_close_code == 1000  # we closed it, not keepalive
+        assert not wait_for(lambda: emu.connections[-1].close_code is not None, 4 * TIMEOUT)
     finally:
-        release.set()
-        session.close()
+        session.close(timeout=10 * TIMEOUT)
     assert rec.wait("on_reconnect")[0].planned
+    assert all(c.close_code != 1011 for c in emu.connections)
 
 
 # Sending.
