@@ -71,6 +71,8 @@ def main():
         bench("recorded, small only (no audio)", small, args.runs, args.number)
         audio = [raw for raw in messages if len(raw) >= 1000]
         bench("recorded, audio chunks only", audio, args.runs, args.number)
+        print("  (audio: base64-decoding the payload into bytes, which any decoder that hands\n"
+              "   out bytes must do, costs about twice json.loads itself)")
     else:
         print("(recordings not found; using generated messages)")
     generated = [raw for _, raw, _ in generated_payloads(300, seed=7)]

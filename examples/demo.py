@@ -13,6 +13,8 @@ Run: ``python examples/demo.py``
 
 from __future__ import annotations
 
+import threading
+
 import livesync
 from livesync.emulator import Emulator
 
@@ -23,11 +25,17 @@ def main() -> None:
     with Emulator() as emu:
         print("emulator listening on", emu.base_url)
         client = livesync.Client(api_key=emu.api_key, base_url=emu.base_url)
+        rotated = threading.Event()
+
+        def on_reconnect(event: livesync.Reconnected) -> None:
+            print_reconnect(event)
+            rotated.set()
+
         session = client.connect(
             MODEL,
             config={"response_modalities": ["TEXT"]},
             on_goaway=lambda go_away: print("  [goAway: %s left]" % go_away.time_left),
-            on_reconnect=print_reconnect,
+            on_reconnect=on_reconnect,
             on_close=lambda closed: print("  [closed: %s]" % closed.code),
             reconnect=livesync.ReconnectPolicy(initial_delay=0.05),
         )
@@ -45,7 +53,7 @@ def main() -> None:
 
             print("* the server announces the end of the connection (goAway)")
             emu.send_go_away(time_left=30.0)
-            emu.wait_for(lambda: session.stats().rotations_planned == 1, timeout=30)
+            rotated.wait(30)
             ask(session, "Are you still there after the rotation?")
 
             print("* the TCP connection drops without warning")

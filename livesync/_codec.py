@@ -343,6 +343,7 @@ def _dataclass_decoder(cls: type, *, collect_unknown: bool = False) -> Callable[
 
 
 _decode_server = _dataclass_decoder(LiveServerMessage, collect_unknown=True)
+_JSON = json.JSONDecoder()
 
 
 def _format_path(path: List[str]) -> str:
@@ -370,7 +371,9 @@ def parse_server_message(data: Union[bytes, bytearray, memoryview, str]) -> Live
         if not isinstance(data, (bytes, bytearray, str)):
             raise ProtocolError("server message must be bytes or str, not %s" % type(data).__name__)
         try:
-            value = json.loads(data)
+            # The server sends UTF-8; decoding it ourselves skips json.loads' encoding sniffing.
+            text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+            value = _JSON.decode(text)
         except (ValueError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
             raise ProtocolError(

@@ -70,40 +70,47 @@ class Dispatcher:
         self._on_callback_error = on_callback_error
         self._queue: SimpleQueue[Tuple[str, Any]] = SimpleQueue()
         self._lock = threading.Lock()
-        self._backlog = 0
-        self._subscribers: List[Inbox[Tuple[str, Any]]] = []
+        self._subscribers: Tuple[Inbox[Tuple[str, Any]], ...] = ()  # replaced, never mutated
         self._received: Deque[LiveServerMessage] = deque()
         self._ended = False
         self._cond = threading.Condition()
+        self._waiting = 0  # receive() calls blocked in wait, under _cond
+        # Keep messages for receive() from the start only when no on_message callback
+        # consumes them; otherwise from the first receive() call on. Retaining thousands
+        # of unread messages costs memory and garbage-collector time.
+        self._buffering = callbacks.on_message is None
         self.callback_errors = 0
         self.receive_dropped = 0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def emit(self, kind: str, payload: Any) -> None:
         """Queue an event. Any thread; never blocks."""
-        with self._lock:
-            self._backlog += 1
-            backlog = self._backlog
-        if backlog == HIGH_WATER:
-            self._log.warning("callbacks are %d events behind the connection", backlog)
         self._queue.put((kind, payload))
+        if self._queue.qsize() == HIGH_WATER:
+            self._log.warning("callbacks are %d events behind the connection", HIGH_WATER)
 
     def subscribe(self) -> Inbox[Tuple[str, Any]]:
         """Start copying messages (and the final close) into a new inbox. Any thread."""
         inbox: Inbox[Tuple[str, Any]] = SimpleQueue()
         with self._lock:
-            self._subscribers.append(inbox)
+            self._subscribers += (inbox,)
         return inbox
 
     def unsubscribe(self, inbox: Inbox[Tuple[str, Any]]) -> None:
         with self._lock:
-            self._subscribers.remove(inbox)
+            self._subscribers = tuple(i for i in self._subscribers if i is not inbox)
 
     def receive(self, timeout: Optional[float]) -> Iterator[LiveServerMessage]:
         """Yield buffered messages until the close event (see ``Session.receive``)."""
+        self._buffering = True
         while True:
             with self._cond:
-                if not self._cond.wait_for(lambda: self._received or self._ended, timeout):
+                self._waiting += 1
+                try:
+                    ready = self._cond.wait_for(lambda: self._received or self._ended, timeout)
+                finally:
+                    self._waiting -= 1
+                if not ready:
                     raise TimeoutError("no message within %.1fs" % (timeout or 0.0))
                 if not self._received:
                     return
@@ -115,9 +122,7 @@ class Dispatcher:
     def _run(self) -> None:
         while True:
             kind, payload = self._queue.get()
-            with self._lock:
-                self._backlog -= 1
-                subscribers = list(self._subscribers)
+            subscribers = self._subscribers
             try:
                 if kind == "close":
                     self._close(payload, subscribers)
@@ -126,10 +131,13 @@ class Dispatcher:
             except BaseException:  # noqa: B036 - the dispatcher must keep going
                 self._log.error("unexpected internal error in the dispatcher", exc_info=True)
 
-    def _deliver(self, kind: str, payload: Any, subscribers: List[Inbox[Tuple[str, Any]]]) -> None:
+    def _deliver(
+        self, kind: str, payload: Any, subscribers: Tuple[Inbox[Tuple[str, Any]], ...]
+    ) -> None:
         cb = self._callbacks
         if kind == "message":
-            self._feed_receive(payload)
+            if self._buffering:
+                self._feed_receive(payload)
             for inbox in subscribers:
                 inbox.put((kind, payload))
             self.call("on_message", cb.on_message, payload)
@@ -147,7 +155,7 @@ class Dispatcher:
         else:
             self._handlers[kind](payload)
 
-    def _close(self, closed: Closed, subscribers: List[Inbox[Tuple[str, Any]]]) -> None:
+    def _close(self, closed: Closed, subscribers: Tuple[Inbox[Tuple[str, Any]], ...]) -> None:
         with self._cond:
             self._ended = True
             self._cond.notify_all()
@@ -168,7 +176,8 @@ class Dispatcher:
                 if self.receive_dropped == 1 or self.receive_dropped % 1000 == 0:
                     self._log.warning("receive() buffer full: dropped %d oldest messages "
                                       "(nobody is reading them)", self.receive_dropped)
-            self._cond.notify_all()
+            if self._waiting:  # notify() is pure Python: skip it when nobody waits
+                self._cond.notify_all()
 
     def call(self, name: str, callback: Optional[Callable[[Any], Any]], arg: Any) -> None:
         """Run one callback; log, count and report what it raises (dispatcher thread)."""

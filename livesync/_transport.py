@@ -18,7 +18,7 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import websocket
 
@@ -36,8 +36,7 @@ class ConnectionLost(LiveSyncError):
     """The connection failed below the WebSocket close handshake (internal)."""
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """A frame: ``data`` is the raw payload; ``control`` marks a ping or pong."""
 
     data: bytes
@@ -45,8 +44,7 @@ class Frame:
     control: bool = False
 
 
-@dataclass(frozen=True)
-class Close:
+class Close(NamedTuple):
     """A close frame from the server; ``code`` is None when it carried no code."""
 
     code: Optional[int]

@@ -229,7 +229,8 @@ class Client:
             max_buffered_media: bytes of audio/video kept for replay; older is dropped.
             max_buffered_messages: other messages kept for replay before sends fail.
             max_receive_queue: messages kept for ``receive()``; older ones are dropped
-                (logged and counted) when nobody reads them.
+                (logged and counted) when nobody reads them. Without ``on_message``
+                they are kept from the start, otherwise from the first ``receive()``.
             logger: a logger or adapter (default ``livesync.session``).
 
         Raises:

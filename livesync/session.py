@@ -361,9 +361,10 @@ class Session:
     def receive(self, timeout: Optional[float] = None) -> Iterator[LiveServerMessage]:
         """Yield every server message, across turns and reconnects, until the session ends.
 
-        Messages are kept from the start of the session (up to ``max_receive_queue``),
-        so nothing is missed between a send and the call. Any thread; one reader at
-        a time. Stops when the session is closed normally.
+        Without an ``on_message`` callback, messages are kept from the start of the
+        session (up to ``max_receive_queue``), so nothing is missed between a send and
+        the call; with one, from the first ``receive()`` call on. Any thread; one
+        reader at a time. Stops when the session is closed normally.
 
         Args:
             timeout: the longest wait for the next message; None waits forever.
@@ -874,12 +875,12 @@ class Session:
                 item = conn.transport.recv()
                 if item is None:
                     continue
-                conn.last_activity = time.monotonic()
+                now = conn.last_activity = time.monotonic()
                 if isinstance(item, Close):
                     outcome = Outcome(item.code, item.reason, after_go_away=conn.go_away)
                     break
                 if not item.control:
-                    self._handle_frame(conn, item.data)
+                    self._handle_frame(conn, item.data, now)
                 elif item.data == PING_PAYLOAD and conn.ping_sent_at is not None:
                     with self._lock:
                         self._protocol.observe_rtt(conn.last_activity - conn.ping_sent_at)
@@ -897,8 +898,8 @@ class Session:
             if self._debug:
                 self._log.debug("= connection %d ended: %s", conn.generation, conn.outcome)
 
-    def _handle_frame(self, conn: _Connection, data: bytes) -> None:
-        now = time.monotonic()
+    def _handle_frame(self, conn: _Connection, data: bytes, now: float) -> None:
+        """Decode one data frame, update the state, hand the message on (reader thread)."""
         try:
             message = _codec.parse_server_message(data)
         except ProtocolError as exc:
@@ -908,18 +909,22 @@ class Session:
             self._dispatch.emit("error", ErrorEvent(exc))
             return
         conn.last_message_at = now
+        delivered: Optional[LiveServerMessage] = message
         with self._lock:
             if message.setup_complete is not None:
                 self._protocol.observe_rtt(now - conn.setup_sent_at)
             resend = self._protocol.receive(message, now)
-            message = self._hide_reissued_calls(message)
+            if message.tool_call is not None:
+                delivered = self._hide_reissued_calls(message)
             lost = self._protocol.lost_tool_responses
-            self._protocol.lost_tool_responses = []
+            if lost:
+                self._protocol.lost_tool_responses = []
+                self._counters["dropped"] += len(lost)
             self._counters["messages_in"] += 1
             self._counters["bytes_in"] += len(data)
-            self._counters["dropped"] += len(lost)
             handle = self._protocol.resumption_handle
             issued = self._protocol.handle_issued_at
+            rotation_pending = self._protocol.go_away_deadline is not None
         for old, new, entry in resend:
             self._dispatch.emit("resend", self._protocol.renamed_response(entry, old, new))
         if lost:
@@ -930,27 +935,31 @@ class Session:
         if message.go_away is not None:
             conn.go_away = True
             self._log.info("goAway received: %s left", message.go_away.time_left)
-        if message.kind != "unknown" or message.unknown:
-            self._dispatch.emit("message", message)
+        if delivered is not None:
+            self._dispatch.emit("message", delivered)
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle and handle:
             self._dispatch.emit("store", (handle, issued))
         if message.setup_complete is not None and not conn.ready.is_set():
             conn.server_session_id = message.setup_complete.session_id
             conn.ready.set()
-        self._wakeup.set()
+            self._wakeup.set()
+        elif rotation_pending:  # the supervisor re-checks for a safe point
+            self._wakeup.set()
 
-    def _hide_reissued_calls(self, message: LiveServerMessage) -> LiveServerMessage:
-        """Drop re-issued calls (already delivered under their old id); lock held."""
+    def _hide_reissued_calls(self, message: LiveServerMessage) -> Optional[LiveServerMessage]:
+        """Drop re-issued calls (already delivered under their old id); None if nothing
+        is left to deliver. Lock held."""
         call = message.tool_call
         if call is None or not call.function_calls:
             return message
         kept = [c for c in call.function_calls if not (c.id and self._protocol.is_reissue(c.id))]
         if len(kept) == len(call.function_calls):
             return message
-        return dataclasses.replace(
-            message, tool_call=ToolCall(function_calls=kept) if kept else None
-        )
+        if kept:
+            return dataclasses.replace(message, tool_call=ToolCall(function_calls=kept))
+        rest = dataclasses.replace(message, tool_call=None)
+        return None if rest.kind == "unknown" and not rest.unknown else rest
 
     # Dispatcher thread (handlers and hooks run by the Dispatcher).
 

@@ -607,8 +607,9 @@ class Emulator:
             self._cond.notify_all()
         if refusal is not None:
             return self._refuse(connection, record, refusal[0], refusal[1], "text/plain")
-        parts = urlsplit(path)
-        route = "/" + parts.path.lstrip("/")
+        # Strip leading slashes first: urlsplit("//ws/...") would take "ws" as a host.
+        parts = urlsplit("/" + path.lstrip("/"))
+        route = parts.path
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         gemini = _GEMINI_PATH.fullmatch(route)
         vertex = _VERTEX_PATH.fullmatch(route)

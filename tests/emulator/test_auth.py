@@ -56,6 +56,17 @@ def test_api_key_query_is_accepted(emu: Emulator, connect: Connect) -> None:
     assert emu.api_key not in record.path and record.path.endswith("?key=[secure]")
 
 
+def test_double_leading_slash_is_accepted(emu: Emulator, connect: Connect) -> None:
+    """``//ws/...`` (google-genai joins base_url "…/" and "/ws/…") works, query included."""
+    url = emu.base_url + "/" + emu.url()[len(emu.base_url):] + "?key=" + emu.api_key
+    client = connect(emu, url, key=False)
+    assert client.setup(generationConfig=TEXT_CONFIG) == {"setupComplete": {}}
+    record = emu.connections[0]
+    assert record.path.startswith("//ws/google.ai.generativelanguage.v1beta.")
+    assert record.backend == "gemini" and record.api_version == "v1beta"
+    assert record.auth == "api_key_query"
+
+
 def test_wrong_key_closes_1007_after_upgrade(emu: Emulator, connect: Connect) -> None:
     """A wrong key is accepted at the upgrade, then closed 1007 with the real reason."""
     client = connect(emu, key=False, headers=["x-goog-api-key: wrong"])
