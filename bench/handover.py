@@ -2,15 +2,21 @@
 
 Usage: ``python bench/handover.py [--quick] [--rotations N] [--block B]``
 
-Both clients sit idle on a loopback emulator (in this process; one emulator
-each) that sends ``goAway`` (timeLeft 30 s). The gap is the time from the last
-server message on the old connection (the goAway) to ``setupComplete`` on the
-new one:
+Two scenarios, each client on its own loopback emulator (in this process) that
+sends ``goAway`` (timeLeft 30 s):
 
-* livesync: ``Reconnected.gap_ms`` from ``on_reconnect`` (livesync dials the new
-  socket, closes the old one, then sends setup with the resumption handle);
-* naive: websocket-client reads the goAway, ``ws.close()``, then
-  ``create_connection`` + setup with the last ``newHandle``, timed the same way.
+* idle: nothing is in flight, so both rotate at once;
+* mid-turn: the goAway arrives while a reply streams; both finish the turn first
+  (the safe point) and then rotate. livesync dials the next socket as soon as the
+  goAway arrives, so the dial overlaps the rest of the reply.
+
+The gap is the time from the last server message on the old connection to
+``setupComplete`` on the new one:
+
+* livesync: ``Reconnected.gap_ms`` from ``on_reconnect`` (it closes the old
+  connection, then sends setup with the resumption handle on the new socket);
+* naive: websocket-client ``ws.close()``, then ``create_connection`` + setup with
+  the last ``newHandle``, timed the same way.
 
 The two alternate in blocks of rotations. Prints median and p99 of each and
 the ratio livesync/naive, then, as a cross-check of livesync's own gap_ms, the
@@ -30,13 +36,15 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import websocket
-from _common import MODEL, PATH, median, percentile, setup_message
+from _common import MODEL, PATH, median, percentile, setup_message, user_turn
 
 import livesync
 from livesync.emulator import Emulator
 
 GO_AWAY_SECONDS = 30.0
 TIMEOUT = 10.0
+QUESTION = "Please repeat this sentence back to me slowly. " * 2  # a reply of several chunks
+CHUNK_DELAY = 0.005
 
 
 class LivesyncClient:
@@ -46,11 +54,13 @@ class LivesyncClient:
         self.emu = emu
         self.reconnects: queue.Queue[livesync.Reconnected] = queue.Queue()
         self.has_handle = threading.Event()
+        self.replying = threading.Event()
         self.unexpected: List[str] = []
         client = livesync.Client(api_key=emu.api_key, base_url=emu.base_url)
         self.session = client.connect(
             MODEL, config={"response_modalities": ["TEXT"]},
             on_reconnect=self.reconnects.put, on_resumption_update=self._on_update,
+            on_message=lambda m: m.text and self.replying.set(),
             reconnect=livesync.ReconnectPolicy(on_resume_refused="fail"))
         self._wait(self.has_handle, "a resumption handle")
 
@@ -63,8 +73,12 @@ class LivesyncClient:
         if not event.wait(TIMEOUT):
             raise RuntimeError("livesync: no %s within %.0f s" % (what, TIMEOUT))
 
-    def rotate(self) -> Tuple[float, float]:
+    def rotate(self, mid_turn: bool) -> Tuple[float, float]:
         self.has_handle.clear()
+        if mid_turn:
+            self.replying.clear()
+            self.session.send_text(QUESTION)
+            self._wait(self.replying, "reply")
         sent = time.perf_counter()
         self.emu.send_go_away(time_left=GO_AWAY_SECONDS)
         event = self.reconnects.get(timeout=TIMEOUT)
@@ -109,12 +123,19 @@ class NaiveClient:
             if key in message:
                 return arrived
 
-    def rotate(self) -> Tuple[float, float]:
+    def rotate(self, mid_turn: bool) -> Tuple[float, float]:
         if self.handle is None:  # the handle is sent right after setupComplete
             self._read_until(self.ws, "sessionResumptionUpdate")
+        if mid_turn:
+            self.ws.send(user_turn(QUESTION))
+            self._read_until(self.ws, "serverContent")
         sent = time.perf_counter()
         self.emu.send_go_away(time_left=GO_AWAY_SECONDS)
         start = self._read_until(self.ws, "goAway")  # the last message on the old connection
+        if mid_turn:  # the safe point: the turn is over and a fresh handle arrived
+            self.handle = None
+            while self.handle is None:
+                start = self._read_until(self.ws, "sessionResumptionUpdate")
         self.ws.close()
         handle, self.handle = self.handle, None
         self.ws = self._open(handle)
@@ -142,26 +163,33 @@ def main() -> None:
     rotations = args.rotations or (30 if args.quick else 100)
     logging.getLogger("livesync").setLevel(logging.ERROR)
 
+    for scenario in ("idle", "mid-turn"):
+        run(scenario, rotations, args.block)
+
+
+def run(scenario: str, rotations: int, block_size: int) -> None:
+    mid_turn = scenario == "mid-turn"
     results: Dict[str, List[Tuple[float, float]]] = {"livesync": [], "naive": []}
-    with Emulator() as emu_ls, Emulator() as emu_naive:
+    with Emulator(chunk_delay=CHUNK_DELAY) as emu_ls, \
+            Emulator(chunk_delay=CHUNK_DELAY) as emu_naive:
         clients: Dict[str, Any] = {"livesync": LivesyncClient(emu_ls),
                                    "naive": NaiveClient(emu_naive)}
         try:
             for client in clients.values():  # warm-up rotation, not counted
-                client.rotate()
+                client.rotate(mid_turn)
             done = 0
             while done < rotations:
-                block = min(args.block, rotations - done)
+                block = min(block_size, rotations - done)
                 for name, client in clients.items():
-                    rotate: Callable[[], Tuple[float, float]] = client.rotate
-                    results[name].extend(rotate() for _ in range(block))
+                    rotate: Callable[[bool], Tuple[float, float]] = client.rotate
+                    results[name].extend(rotate(mid_turn) for _ in range(block))
                 done += block
         finally:
             for client in clients.values():
                 client.close()
         unexpected = clients["livesync"].unexpected
 
-    print("%d goAway rotations per client, idle session, loopback" % rotations)
+    print("%d goAway rotations per client, %s session, loopback" % (rotations, scenario))
     print("gap: last message on the old connection -> setupComplete on the new")
     ours = report("livesync", [gap for gap, _ in results["livesync"]])
     naive = report("naive", [gap for gap, _ in results["naive"]])
@@ -173,6 +201,7 @@ def main() -> None:
     report("naive", [wall for _, wall in results["naive"]])
     for line in unexpected:
         print("  unexpected reconnect:", line)
+    print()
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ class _Connection:
     server_session_id: Optional[str] = None
     setup_sent_at: float = 0.0
     ping_sent_at: Optional[float] = None
+    standby_tried: bool = False
 
 
 class _Rejected(Exception):
@@ -203,6 +204,7 @@ class Session:
         self._fresh = False
         self._replayed = 0
         self._evicted = 0
+        self._standby: Optional[Transport] = None  # dialed at goAway, used at rotation
         self._supervisor = threading.Thread(
             target=self._supervise, name="livesync-supervisor-%s" % self.id, daemon=True
         )
@@ -577,6 +579,10 @@ class Session:
                 return "rotate"
             waits = [1.0]
             if deadline is not None:
+                if not conn.standby_tried:
+                    conn.standby_tried = True
+                    self._prepare_standby(max(0.1, min(self._open_timeout, deadline - lead - now)))
+                    continue
                 waits.append(deadline - lead - now)
             if self._ping_interval is not None:
                 if self._keepalive_dead(conn, now):
@@ -622,13 +628,27 @@ class Session:
                     kind, int(limit // 60),
                 )
 
-    def _rotate(self, old: _Connection) -> Optional[_Connection]:
-        """Planned rotation: dial the new socket, close the old, then resume on the new."""
+    def _prepare_standby(self, timeout: float) -> None:
+        """After goAway, dial the next connection now, so that the dial (TCP, TLS,
+        upgrade) overlaps the rest of the current turn instead of the gap."""
         try:
-            transport = self._dialer.dial(self._open_timeout)
-        except (ConnectError, LiveSyncError) as exc:
-            self._log.warning("rotation dial failed (%s); reconnecting", type(exc).__name__)
-            return None
+            self._standby = self._dialer.dial(timeout)
+        except LiveSyncError as exc:
+            self._log.info("standby dial failed (%s); will dial at rotation", exc)
+
+    def _take_standby(self) -> Optional[Transport]:
+        standby, self._standby = self._standby, None
+        return standby
+
+    def _rotate(self, old: _Connection) -> Optional[_Connection]:
+        """Planned rotation: close the old socket, then resume on the standby (or a new one)."""
+        transport = self._take_standby()
+        if transport is None:
+            try:
+                transport = self._dialer.dial(self._open_timeout)
+            except LiveSyncError as exc:
+                self._log.warning("rotation dial failed (%s); reconnecting", type(exc).__name__)
+                return None
         with self._send_lock, self._lock:
             self._protocol.state = State.CONNECTING  # sends queue from here on
         self._end_connection(old, 1000, "rotating")
@@ -756,6 +776,9 @@ class Session:
         return conn
 
     def _dial(self) -> Transport:
+        standby = self._take_standby()
+        if standby is not None:
+            return standby
         try:
             return self._dialer.dial(self._open_timeout)
         except InvalidStatus as exc:
@@ -840,6 +863,9 @@ class Session:
     def _teardown(self) -> None:
         with self._lock:
             self._closing.set()  # sends raise from now on
+        standby = self._take_standby()
+        if standby is not None:
+            standby.abort()
         conn = self._conn
         if conn is not None and not conn.done.is_set():
             self._end_connection(conn, 1000, "")
