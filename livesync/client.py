@@ -267,7 +267,8 @@ class Client:
             on_reconnect=on_reconnect, on_error=on_error,
         )
         session = Session(
-            dialer=dialer, setup=setup, model=model_name, callbacks=callbacks, policy=policy,
+            dialer=dialer, setup=setup, vertexai=self._vertexai, callbacks=callbacks,
+            policy=policy,
             transparent=transparent, resumption_handle=resumption_handle,
             handle_store=handle_store, session_key=session_key,
             open_timeout=open_timeout, close_timeout=close_timeout,

@@ -66,7 +66,7 @@ from .types import Blob, Content, FunctionResponse, LiveServerMessage, ToolCall
 
 __all__ = ["Callbacks", "Dialer", "Session"]
 
-logger = logging.getLogger("livesync.session")
+LOGGER = logging.getLogger("livesync.session")
 
 #: Payload of livesync's keepalive pings; the pong echoes it (an RTT sample).
 PING_PAYLOAD = b"livesync"
@@ -130,7 +130,7 @@ class Session:
         *,
         dialer: Dialer,
         setup: Mapping[str, Any],
-        model: str,
+        vertexai: bool,
         callbacks: Callbacks,
         policy: Optional[ReconnectPolicy],
         transparent: bool,
@@ -151,9 +151,7 @@ class Session:
         self.id = uuid.uuid4().hex[:8]
         """Short id of this session, used in thread names and log records."""
         self._dialer = dialer
-        self._model = model
-        self._vertexai = "LlmBidiService" in dialer.endpoint(None)[0]
-        self._callbacks = callbacks
+        self._vertexai = vertexai
         self._policy = policy
         self._store = handle_store
         self._session_key = session_key
@@ -163,8 +161,7 @@ class Session:
         self._ping_timeout = ping_timeout
         self._fail_fast = fail_fast
         self._rng = rng or random.Random()
-        base = logger if logger is not None else globals()["logger"]
-        self._log = logging.LoggerAdapter(base, {"livesync_session": self.id})
+        self._log = logging.LoggerAdapter(logger or LOGGER, {"livesync_session": self.id})
         self._debug = self._log.isEnabledFor(logging.DEBUG)
         handle, issued = self._initial_handle(resumption_handle)
         self._protocol = SessionProtocol(

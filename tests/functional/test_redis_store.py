@@ -18,13 +18,13 @@ import pytest
 
 from livesync.exceptions import InvalidConfig
 from livesync.store import RedisHandleStore, StoredHandle
+from tests.utils import wait_for
 
 pytestmark = pytest.mark.redis
 
 TIMEOUT = 0.5 * float(os.environ.get("LIVESYNC_TESTS_TIMEOUT_FACTOR", "1"))
 SECRET = "SECRETHANDLE-0123456789abcdefghijklmnopqrstuvwxyz"
 STARTUP_TIMEOUT = 10 * TIMEOUT
-POLL_INTERVAL = 0.01
 
 
 def skip_or_fail(reason: str) -> None:
@@ -38,17 +38,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(predicate, timeout: float, interval: float = POLL_INTERVAL) -> bool:
-    """Poll predicate until it is true or timeout seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 class RedisServer:
