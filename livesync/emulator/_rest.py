@@ -35,8 +35,9 @@ REST_KEY_INVALID = "API key not valid. Please pass a valid API key."
 
 
 def _route(path: str) -> Tuple[str, Dict[str, List[str]]]:
-    parts = urlsplit(path)
-    route = "/" + parts.path.lstrip("/")
+    # Strip leading slashes first: urlsplit("//v1beta/...") would take "v1beta" as a host.
+    parts = urlsplit("/" + path.lstrip("/"))
+    route = parts.path
     return route, parse_qs(parts.query)
 
 

@@ -255,6 +255,12 @@ def test_rest_get_model(emu: Emulator) -> None:
     assert "bidiGenerateContent" in body["supportedGenerationMethods"]
 
 
+def test_rest_accepts_a_doubled_leading_slash(emu: Emulator) -> None:
+    """//v1beta/models/{model} is routed like /v1beta/... (SDKs build such URLs)."""
+    status, body = http(emu, "GET", "//v1beta/models/gemini-live-2.5-flash", key=emu.api_key)
+    assert status == 200 and "bidiGenerateContent" in body["supportedGenerationMethods"]
+
+
 def test_rest_unknown_model_is_404(emu: Emulator) -> None:
     """An unknown model is a 404 with a Google error body."""
     status, body = http(emu, "GET", "/v1beta/models/nope", key=emu.api_key)
