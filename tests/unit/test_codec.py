@@ -22,15 +22,7 @@ from livesync._codec import (
     tool_response,
 )
 from livesync.exceptions import InvalidConfig, ProtocolError
-
-try:
-    from .recordings import generated_payloads, recordings_available, server_payloads
-except ImportError:  # tests/unit is not a package
-    from recordings import (  # type: ignore[no-redef]
-        generated_payloads,
-        recordings_available,
-        server_payloads,
-    )
+from tests.unit.recordings import generated_payloads, recordings_available, server_payloads
 
 SECRET = "SECRET-PAYLOAD-0123456789"
 

@@ -24,27 +24,15 @@ from livesync._codec import (
 )
 from livesync.exceptions import InvalidConfig
 from livesync.types import Blob, LiveServerMessage
-
-try:
-    from .recordings import (
-        EXPECTED_FILES,
-        all_model_fields,
-        fields_present,
-        generated_payloads,
-        load_recordings,
-        require_recordings,
-        server_payloads,
-    )
-except ImportError:  # tests/unit is not a package
-    from recordings import (  # type: ignore[no-redef]
-        EXPECTED_FILES,
-        all_model_fields,
-        fields_present,
-        generated_payloads,
-        load_recordings,
-        require_recordings,
-        server_payloads,
-    )
+from tests.unit.recordings import (
+    EXPECTED_FILES,
+    all_model_fields,
+    fields_present,
+    generated_payloads,
+    load_recordings,
+    require_recordings,
+    server_payloads,
+)
 
 
 @pytest.fixture(scope="module")

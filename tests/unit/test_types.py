@@ -13,11 +13,7 @@ import pytest
 
 from livesync import types as t
 from livesync._codec import _to_wire
-
-try:
-    from .recordings import random_instance
-except ImportError:  # tests/unit is not a package
-    from recordings import random_instance  # type: ignore[no-redef]
+from tests.unit.recordings import random_instance
 
 MODELS = [
     obj
