@@ -502,40 +502,19 @@ class Session:
 
     def _first_connection(self) -> Optional[_Connection]:
         resume = self._protocol.resumption_handle is not None
-        conn: Optional[_Connection] = None
         try:
-            conn = self._connect_once(None, resume=resume)
+            conn = self._resume_or_fresh(resume=resume)
         except _Rejected as exc:
-            if resume and self._refused_resume(exc.outcome):
-                conn = self._fresh_after_refusal(exc)
-            else:
-                self._open_error = exc.error
-            if conn is None:
-                if self._open_error is None:
-                    self._open_error = self._final_error
-                self._final_error = self._final_error or _as_closed(exc.error, exc.outcome)
-                self._opened.set()
-                return None
+            self._open_error = exc.error
+            self._final_error = _as_closed(exc.error, exc.outcome)
+            self._opened.set()
+            return None
         self._state = "open"
         resumed = resume and not self._fresh
         self._fresh = False
         self._dispatch.emit("open", Opened(self.id, conn.server_session_id, resumed))
         self._opened.set()
         return conn
-
-    def _fresh_after_refusal(self, exc: _Rejected) -> Optional[_Connection]:
-        if self._policy is not None and self._policy.on_resume_refused == "fail":
-            self._final_error = self._open_error = exc.error
-            return None
-        self._log.warning("resumption refused (%s); starting a fresh session", exc.error)
-        with self._lock:
-            self._protocol.start_fresh()
-        self._fresh = True
-        try:
-            return self._connect_once(None, resume=False)
-        except _Rejected as again:
-            self._open_error = again.error
-            return None
 
     def _maintain(self, conn: _Connection) -> Optional[_Connection]:
         """Serve ``conn`` until it ends; return the next connection, or None to stop."""
@@ -705,15 +684,16 @@ class Session:
                          since=old.last_message_at)
             return conn
 
-    def _resume_or_fresh(self) -> _Connection:
+    def _resume_or_fresh(self, *, resume: bool = True) -> _Connection:
+        """Connect (resuming if asked); if the server refuses the handle, apply the
+        policy: start a fresh session (default) or fail."""
         try:
-            return self._connect_once(None, resume=True)
+            return self._connect_once(None, resume=resume)
         except _Rejected as exc:
-            if not self._refused_resume(exc.outcome):
+            if not (resume and self._refused_resume(exc.outcome)):
                 raise
-            assert self._policy is not None
-            if self._policy.on_resume_refused == "fail":
-                raise _Rejected(Outcome(exc.outcome.code, exc.outcome.reason), exc.error) from None
+            if self._policy is not None and self._policy.on_resume_refused == "fail":
+                raise
             self._log.warning("resumption refused (%s); starting a fresh session", exc.error)
             with self._lock:
                 self._lost.extend(self._protocol.start_fresh())

@@ -392,3 +392,17 @@ def test_warns_before_the_uncompressed_audio_limit(
         session.send_audio(pcm(20, loud=False))
         # Past the (scaled) limit, still no warning:
         assert not wait_for(lambda: "context window compression" in caplog.text, 0.5)
+
+
+def test_connect_with_a_refused_handle_starts_fresh_or_fails(emulator: Any) -> None:
+    """connect(resumption_handle=…) with an unknown handle starts a fresh session by default,
+    and raises SetupRejected with on_resume_refused='fail'."""
+    rec = Recorder()
+    with connect(emulator, resumption_handle="Cg-unknown-handle-0123456789abcdef",
+                 on_open=rec.on_open) as session:
+        assert not rec.wait("on_open")[0].resumed
+        assert session.ask("hello", timeout=10 * TIMEOUT).text
+    with pytest.raises(livesync.SetupRejected) as info:
+        connect(emulator, resumption_handle="Cg-unknown-handle-0123456789abcdef",
+                reconnect=ReconnectPolicy(on_resume_refused="fail"))
+    assert info.value.code == 1008
