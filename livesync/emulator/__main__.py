@@ -30,7 +30,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="send JSON in text frames instead of binary frames")
     parser.add_argument("--chunk-delay", type=float, default=0.0,
                         help="real seconds between streamed model messages")
+    parser.add_argument("--input-lag", type=float, default=0.0,
+                        help="real seconds each client message waits before it is processed")
     args = parser.parse_args(argv)
+    if args.input_lag < 0:
+        parser.error("--input-lag must not be negative")
     emulator = Emulator(
         host=args.host,
         port=args.port,
@@ -38,6 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         time_scale=args.time_scale,
         text_frames=args.text_frames,
         chunk_delay=args.chunk_delay,
+        input_lag=args.input_lag,
         record_sent=False,
     )
     stop = threading.Event()

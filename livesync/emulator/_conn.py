@@ -3,12 +3,22 @@
 Threads per connection (all joined before the connection's handler returns):
 
 * ``emulator-conn-<id>``: the websockets handler thread. It alone decodes
-  client messages, updates the session state and executes closes.
+  client messages, updates the session state and executes closes. Messages
+  wait in its inbox until their ``input_lag`` has passed, in arrival order.
 * ``emulator-read-<id>``: reads frames and queues them for the handler, so
-  the handler can also wake up for deadlines (goAway, lifetime, limits) and
-  for commands from tests (``Emulator.close``).
+  the handler can also wake up for deadlines (goAway, lifetime, limits), for
+  lagged messages and for commands from tests (``Emulator.close``).
 * ``emulator-gen-<id>``: the model worker. It streams replies, so barge-in
   and tool responses are read while the model is "speaking".
+
+Resumable handles are only issued while the model is idle: no job running or
+queued, and every message taken from the inbox fully processed. The handler
+holds ``Connection.processing`` while it processes one client message (read,
+record, update history, enqueue); the worker holds it around "check idle,
+snapshot, send the handle". Lock order: ``processing`` before ``mutex``,
+``send_lock`` and the emulator's ``_cond``; nobody takes ``processing`` while
+holding another lock, and the worker never holds it while it waits for tool
+responses.
 """
 
 from __future__ import annotations
@@ -19,7 +29,20 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Set, Tuple, Union
+from collections import deque
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+    Union,
+)
 
 from websockets.exceptions import ConnectionClosed
 
@@ -83,6 +106,15 @@ class Closed(Exception):
     """The connection is closing; stop sending."""
 
 
+class Incoming(NamedTuple):
+    """A client frame waiting in the handler's inbox."""
+
+    data: Union[str, bytes]
+    received_at: float
+    due: float
+    """``time.monotonic()`` before which it is not processed (``input_lag``)."""
+
+
 class Job:
     """One model turn, queued for (or running on) the worker."""
 
@@ -113,6 +145,9 @@ class Connection:
         self.send_lock = threading.Lock()
         self.mutex = threading.Lock()
         self.changed = threading.Condition(self.mutex)
+        self.processing = threading.Lock()
+        self.inbox: Deque[Incoming] = deque()
+        self.handle_owed = False
         self.closing = False
         self.done = False
         self.setup_done = False
@@ -171,10 +206,21 @@ class Connection:
             self._finish()
 
     def _read(self) -> None:
+        """Queue each frame with its arrival time and due time (reader thread).
+
+        The first frame (the setup) is not lagged; later frames are due
+        ``input_lag`` seconds (read at arrival) after they arrived.
+        """
+        first = True
         try:
             while True:
                 data = self.ws.recv()
-                self.commands.put(("msg", data, time.time()))
+                lag = 0.0 if first else self.emu.input_lag
+                first = False
+                with self.emu._cond:
+                    self.record.backlog += 1
+                    self.emu._cond.notify_all()
+                self.commands.put(("msg", data, time.time(), time.monotonic() + lag))
         except ConnectionClosed:
             self.emu._record_close(self)
         except Exception:  # pragma: no cover - defensive
@@ -195,6 +241,7 @@ class Connection:
             if self.reader.is_alive():
                 self.sock.abort()
                 self.reader.join(limit)
+        self._discard()
         self.emu._connection_ended(self)
 
     # ------------------------------------------------------------------ commands
@@ -206,7 +253,8 @@ class Connection:
     def _timeout(self) -> Optional[float]:
         if self.record.stalled:
             return None
-        deadlines = [t for t in (self.go_away_at, self.close_at, self._limit_at()) if t]
+        due = self.inbox[0].due if self.inbox else None
+        deadlines = [t for t in (self.go_away_at, self.close_at, self._limit_at(), due) if t]
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -231,19 +279,45 @@ class Connection:
             return
         while not self.done:
             try:
-                command = self.commands.get(timeout=self._timeout())
+                command: Tuple[Any, ...] = self.commands.get(timeout=self._timeout())
             except queue.Empty:
-                self._deadlines()
-                continue
+                command = ("wake",)
             kind = command[0]
             if kind == "eof":
                 return
             if self.record.stalled:
+                self._discard(len(self.inbox) + int(kind == "msg"))
+                self.inbox.clear()
                 continue
             if kind == "msg":
-                self._on_frame(command[1], command[2])
+                self.inbox.append(Incoming(command[1], command[2], command[3]))
             elif kind == "close":
                 self.close(command[1], command[2], by=command[3])
+                continue
+            self._deadlines()
+            self._drain()
+
+    def _drain(self) -> None:
+        """Process the inbox messages whose ``input_lag`` has passed, in order (handler)."""
+        while self.inbox and not self.done and not self.record.stalled:
+            head = self.inbox[0]
+            if head.due > time.monotonic():
+                return
+            self.inbox.popleft()
+            try:
+                with self.processing:
+                    self._on_frame(head.data, head.received_at)
+            finally:
+                self._discard(1)
+
+    def _discard(self, count: Optional[int] = None) -> None:
+        """Take ``count`` messages (default: all) off the record's backlog (handler thread)."""
+        if count is not None and count <= 0:
+            return
+        with self.emu._cond:
+            left = 0 if count is None else self.record.backlog - count
+            self.record.backlog = max(0, left)
+            self.emu._cond.notify_all()
 
     def _deadlines(self) -> None:
         now = time.monotonic()
@@ -391,6 +465,7 @@ class Connection:
                 received_at=received_at,
                 connection=self.record.id,
                 generation=self.record.generation,
+                processed_at=time.time(),
             )
             self.record.messages.append(rec)
             if kind != "setup" and self.session is not None:
@@ -455,7 +530,9 @@ class Connection:
         self.setup_done = True
         self.send({"setupComplete": complete})
         if self.resumption:
-            self.issue_handle()
+            self._send_handle()
+        if self.emu._take_drop_after_setup():
+            self.emu._drop(self)
 
     def _on_client_content(self, body: Dict[str, Any]) -> None:
         self.barge_in()
@@ -669,17 +746,16 @@ class Connection:
             self.changed.notify_all()
 
     def _work(self) -> None:
+        """Run queued jobs one at a time until the None sentinel (worker thread)."""
         try:
             while True:
                 job = self.jobs.get()
                 if job is None:
                     return
-                with self.mutex:
-                    if job in self.queued:
-                        self.queued.remove(job)
-                    if job.cancel.is_set():
-                        continue
-                    self.current = job
+                if not self._start(job):
+                    if self.resumption and self.handle_owed:
+                        self._handle_if_idle(None)
+                    continue
                 try:
                     self._generate(job)
                 finally:
@@ -691,7 +767,18 @@ class Connection:
             logger.error("emulator model worker %d failed", self.record.id, exc_info=True)
             self.post("close", 1011, INTERNAL, "server")
 
+    def _start(self, job: Job) -> bool:
+        """Make ``job`` current unless it was cancelled while queued (worker thread)."""
+        with self.mutex:
+            if job in self.queued:
+                self.queued.remove(job)
+            if job.cancel.is_set():
+                return False
+            self.current = job
+            return True
+
     def _generate(self, job: Job) -> None:
+        """Stream the reply to one turn, then end it (worker thread)."""
         turn = job.turn
         session = self.session
         assert session is not None
@@ -768,12 +855,40 @@ class Connection:
                 end["usageMetadata"] = meta
             self.send(end)
         if self.resumption:
-            self.issue_handle()
+            self._handle_if_idle(job)
 
     # ------------------------------------------------------------------ resumption
 
+    def _handle_if_idle(self, job: Optional[Job]) -> None:
+        """Send a resumable handle if the model is idle, else owe one (worker thread).
+
+        Idle: no job but ``job`` (the one ending) is current and no job that
+        still counts is queued. A job cancelled while queued never runs, so it
+        does not count. ``processing`` keeps the handler from recording and
+        enqueuing a client message between the check and the snapshot. When
+        another turn is queued, its end sends the handle; if it is cancelled
+        before it starts, the worker sends the owed handle when it skips it.
+        """
+        with self.processing:
+            with self.mutex:
+                idle = self.current in (None, job) and all(
+                    q.cancel.is_set() for q in self.queued
+                )
+                self.handle_owed = not idle
+            if idle:
+                self._send_handle()
+
     def issue_handle(self) -> None:
-        """Snapshot the session into a new handle and send it (any thread)."""
+        """Send a fresh resumable handle now, idle or not (any thread but this handler).
+
+        Waits until the handler has finished the client message it is
+        processing, so the snapshot never holds half of one.
+        """
+        with self.processing:
+            self._send_handle()
+
+    def _send_handle(self) -> None:
+        """Snapshot the session into a new handle and send it (caller holds ``processing``)."""
         session = self.session
         if session is None or self.closing:
             return

@@ -27,9 +27,11 @@ class ClientMessageRecord:
             ``"clientContent"``, ``"realtimeInput"`` or ``"toolResponse"``.
         payload: The value under that key, as decoded (not normalised).
         message: The whole decoded message object.
-        received_at: ``time.time()`` when the message was read.
+        received_at: ``time.time()`` when the message was read from the socket.
         connection: Id of the :class:`ConnectionRecord` it arrived on.
         generation: Which connection of its session that was (1 for the first).
+        processed_at: ``time.time()`` when the emulator decoded and acted on it
+            (later than ``received_at`` by at least ``input_lag``).
     """
 
     index: int
@@ -39,6 +41,7 @@ class ClientMessageRecord:
     received_at: float
     connection: int
     generation: int
+    processed_at: float = 0.0
 
 
 @dataclasses.dataclass
@@ -84,6 +87,8 @@ class ConnectionRecord:
         client_close_code: Code of the close frame received from the client, if any.
         closed_by: ``"server"``, ``"client"``, ``"drop"``, ``"stop"`` or None while open.
         stalled: True after :meth:`Emulator.stall`.
+        backlog: Client messages read from the socket but not processed yet
+            (waiting out ``input_lag``, or queued for the handler thread).
         opened_at: ``time.time()`` of the accepted upgrade.
         closed_at: ``time.time()`` when the connection ended, or None.
     """
@@ -108,6 +113,7 @@ class ConnectionRecord:
     client_close_code: Optional[int] = None
     closed_by: Optional[str] = None
     stalled: bool = False
+    backlog: int = 0
     opened_at: float = 0.0
     closed_at: Optional[float] = None
 
@@ -159,7 +165,19 @@ class SessionRecord:
 
 @dataclasses.dataclass
 class HandleRecord:
-    """A resumption handle and the session state it snapshots."""
+    """A resumption handle and the session state it snapshots.
+
+    Attributes:
+        handle: The handle string sent as ``newHandle`` (never in ``repr``).
+        session_id: Session the handle resumes.
+        connection: Id of the connection it was issued on.
+        last_consumed_index: Per-connection index of the last client message in
+            the snapshot (0: only the setup).
+        issued_at: ``time.monotonic()`` when it was issued.
+        expires_at: ``time.monotonic()`` after which it is refused.
+        history: Conversation history in the snapshot.
+        messages: Client messages in the snapshot (``SessionRecord.messages``).
+    """
 
     handle: str = dataclasses.field(repr=False)
     session_id: str

@@ -69,6 +69,18 @@ Responder = Callable[[Turn], Optional[Iterable[Dict[str, Any]]]]
 
 ConnRef = Union[None, int, ConnectionRecord]
 
+RetryAfter = Union[None, float, str]
+"""``Retry-After`` of a refused upgrade: seconds, a literal header value, or None (no header)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """How to answer a refused WebSocket upgrade."""
+
+    status: int
+    body: str
+    retry_after: RetryAfter = None
+
 _GEMINI_PATH = re.compile(
     r"/ws/google\.ai\.generativelanguage\.(v1beta|v1alpha)\.GenerativeService\."
     r"(BidiGenerateContent|BidiGenerateContentConstrained)"
@@ -137,6 +149,9 @@ class Emulator:
         video_session_limit: Same, once video was received.
         text_frames: Send JSON in text frames instead of binary frames.
         chunk_delay: Real seconds to wait between streamed model messages.
+        input_lag: Real seconds each client message after the setup waits
+            after it arrived before it is processed (order is kept); see
+            :meth:`set_input_lag`.
         responder: Optional custom model (see :data:`Responder`).
         models: Model names served (bare names).
         resume_refusal: ``(code, reason)`` used to refuse unknown or expired handles.
@@ -172,6 +187,7 @@ class Emulator:
         video_session_limit: float = 120.0,
         text_frames: bool = False,
         chunk_delay: float = 0.0,
+        input_lag: float = 0.0,
         responder: Optional[Responder] = None,
         models: Sequence[str] = DEFAULT_MODELS,
         resume_refusal: Tuple[int, str] = (1008, "Requested entity was not found."),
@@ -191,6 +207,8 @@ class Emulator:
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if input_lag < 0:
+            raise ValueError("input_lag must not be negative")
         self.host = host
         self.api_key: str = api_key if api_key is not None else "emu-" + secrets.token_urlsafe(24)
         """The API key (and Vertex bearer token) this emulator accepts."""
@@ -202,6 +220,8 @@ class Emulator:
         self.video_session_limit = float(video_session_limit)
         self.text_frames = bool(text_frames)
         self.chunk_delay = float(chunk_delay)
+        self.input_lag = float(input_lag)
+        """Current input lag in real seconds (change it with :meth:`set_input_lag`)."""
         self.responder = responder
         self.models: List[str] = [m[len("models/"):] if m.startswith("models/") else m
                                   for m in models]
@@ -228,9 +248,11 @@ class Emulator:
         self._handles: Dict[str, HandleRecord] = {}
         self._tokens: Dict[str, TokenRecord] = {}
         self._upgrades: List[UpgradeRecord] = []
-        self._refusals: List[Tuple[int, str]] = []
+        self._refusals: List[Refusal] = []
+        self._refuse_until: Optional[Tuple[float, Refusal]] = None
         self._refuse_resume: Optional[Tuple[int, str]] = None
         self._stall_setups = 0
+        self._drop_setups = 0
         self._next_id = 0
         self._started = False
         self._stopping = False
@@ -417,6 +439,13 @@ class Emulator:
         with self._cond:
             return list(self._tokens.values())
 
+    @property
+    def handles(self) -> List[HandleRecord]:
+        """Resumption handles that have not expired yet, oldest first (live records)."""
+        now = time.monotonic()
+        with self._cond:
+            return [h for h in self._handles.values() if h.expires_at >= now]
+
     def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = 5.0) -> Any:
         """Block until ``predicate()`` is truthy; return its value.
 
@@ -471,7 +500,10 @@ class Emulator:
         ``conn`` is a connection id or record; default the newest open one.
         Non-blocking; any thread.
         """
-        target = self._pick(conn)
+        self._drop(self._pick(conn))
+
+    def _drop(self, target: Connection) -> None:
+        """Record a drop and abort the TCP connection (any thread, no lock held)."""
         with self._cond:
             if target.record.closed_by is None:
                 target.record.closed_by = "drop"
@@ -479,6 +511,38 @@ class Emulator:
             self._cond.notify_all()
         target.closing = True
         target.sock.abort()
+
+    def drop_after_setup(self, n: int = 1) -> None:
+        """Drop each of the next ``n`` connections right after its setup succeeded.
+
+        The connection sends ``setupComplete`` (and, with ``sessionResumption``,
+        the handle after it), then its TCP connection is cut without a close
+        frame, as by :meth:`drop`. Connections whose setup fails or stalls do not
+        count. Calls add up. Non-blocking; any thread.
+        """
+        with self._cond:
+            self._drop_setups += max(0, int(n))
+
+    def _take_drop_after_setup(self) -> bool:
+        with self._cond:
+            if self._drop_setups:
+                self._drop_setups -= 1
+                return True
+            return False
+
+    def set_input_lag(self, seconds: float) -> None:
+        """Set ``input_lag``: real seconds each client message waits before it is processed.
+
+        Applies to messages that arrive afterwards; messages already waiting
+        keep their due time. Messages are processed in arrival order, so one
+        that arrives under a shorter lag still waits for those before it.
+        Non-blocking; any thread.
+        """
+        if seconds < 0:
+            raise ValueError("input_lag must not be negative")
+        with self._cond:
+            self.input_lag = float(seconds)
+            self._cond.notify_all()
 
     def close(self, code: int, reason: str = "", conn: ConnRef = None) -> None:
         """Close a connection with ``code`` and ``reason`` (cut to 123 bytes).
@@ -533,16 +597,53 @@ class Emulator:
                 return True
             return False
 
-    def refuse_next_upgrade(self, status: int = 503, body: str = "Service Unavailable") -> None:
-        """Answer the next WebSocket upgrade with HTTP ``status`` (one-shot)."""
-        self.refuse_upgrades(1, status, body)
+    def refuse_next_upgrade(self, status: int = 503, body: str = "Service Unavailable",
+                            retry_after: RetryAfter = None) -> None:
+        """Answer the next WebSocket upgrade with HTTP ``status`` (one-shot).
 
-    def refuse_upgrades(self, n: int, status: int = 503, body: str = "Service Unavailable"
-                        ) -> None:
-        """Answer the next ``n`` WebSocket upgrades with HTTP ``status``."""
-        http.HTTPStatus(status)  # raises ValueError for unknown statuses
+        ``retry_after`` adds a ``Retry-After`` header (see :meth:`refuse_upgrades`).
+        """
+        self.refuse_upgrades(1, status, body, retry_after)
+
+    def refuse_upgrades(self, n: int, status: int = 503, body: str = "Service Unavailable",
+                        retry_after: RetryAfter = None) -> None:
+        """Answer the next ``n`` WebSocket upgrades with HTTP ``status``.
+
+        ``retry_after`` adds a ``Retry-After`` header: a number of seconds (sent
+        as an integer when whole, e.g. ``2``, else as a decimal such as ``0.5``)
+        or a string sent as it is (an HTTP date, or anything malformed).
+        """
+        refusal = _refusal(status, body, retry_after)
         with self._cond:
-            self._refusals.extend([(int(status), str(body))] * int(n))
+            self._refusals.extend([refusal] * int(n))
+
+    def refuse_upgrades_for(self, seconds: float, status: int = 503,
+                            body: str = "Service Unavailable",
+                            retry_after: RetryAfter = None) -> None:
+        """Answer every WebSocket upgrade in the next ``seconds`` (real time) with ``status``.
+
+        Replaces an earlier window; ``seconds <= 0`` ends it. Upgrades counted
+        by :meth:`refuse_upgrades` are refused first, with their own status.
+        ``retry_after`` is as for :meth:`refuse_upgrades`. Non-blocking; any thread.
+        """
+        refusal = _refusal(status, body, retry_after)
+        with self._cond:
+            if seconds > 0:
+                self._refuse_until = (time.monotonic() + float(seconds), refusal)
+            else:
+                self._refuse_until = None
+
+    def _take_refusal(self) -> Optional[Refusal]:
+        """Return how to refuse the upgrade being processed, or None (caller holds _cond)."""
+        if self._stopping:
+            return Refusal(503, "Server is shutting down.\n")
+        if self._refusals:
+            return self._refusals.pop(0)
+        window = self._refuse_until
+        if window is not None and time.monotonic() < window[0]:
+            return window[1]
+        self._refuse_until = None
+        return None
 
     def refuse_next_resume(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
         """Refuse the next resumption attempt with ``(code, reason)`` (one-shot).
@@ -569,7 +670,12 @@ class Emulator:
         self._pick(conn).send(message, frame=frame)
 
     def issue_handle(self, conn: ConnRef = None) -> None:
-        """Send a fresh resumable ``sessionResumptionUpdate`` now (after setup)."""
+        """Send a fresh resumable ``sessionResumptionUpdate`` now (after setup).
+
+        Unlike the automatic handles, it does not wait until the model is idle;
+        it only waits until the connection has finished processing the client
+        message it is on. Any thread except an emulator thread.
+        """
         target = self._pick(conn)
         if target.session is None:
             raise LookupError("connection has no session yet")
@@ -578,10 +684,12 @@ class Emulator:
     # ------------------------------------------------------------------ internals
 
     def _respond(self, connection: ServerConnection, status: int, body: str,
-                 content_type: str) -> Response:
+                 content_type: str, retry_after: RetryAfter = None) -> Response:
         response = connection.respond(status, body)
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = content_type
+        if retry_after is not None:
+            response.headers["Retry-After"] = _retry_after_value(retry_after)
         return response
 
     def _process_request(self, connection: ServerConnection, request: Request
@@ -597,16 +705,13 @@ class Emulator:
             headers=redact_headers(request.headers.raw_items()),
             status=101,
         )
-        refusal: Optional[Tuple[int, str]] = None
         with self._cond:
             self._upgrades.append(record)
-            if self._stopping:
-                refusal = (503, "Server is shutting down.\n")
-            elif self._refusals:
-                refusal = self._refusals.pop(0)
+            refusal = self._take_refusal()
             self._cond.notify_all()
         if refusal is not None:
-            return self._refuse(connection, record, refusal[0], refusal[1], "text/plain")
+            return self._refuse(connection, record, refusal.status, refusal.body, "text/plain",
+                                refusal.retry_after)
         # Strip leading slashes first: urlsplit("//ws/...") would take "ws" as a host.
         parts = urlsplit("/" + path.lstrip("/"))
         route = parts.path
@@ -635,11 +740,11 @@ class Emulator:
         return None
 
     def _refuse(self, connection: ServerConnection, record: UpgradeRecord, status: int,
-                body: str, content_type: str) -> Response:
+                body: str, content_type: str, retry_after: RetryAfter = None) -> Response:
         with self._cond:
             record.status = status
             self._cond.notify_all()
-        return self._respond(connection, status, body, content_type)
+        return self._respond(connection, status, body, content_type, retry_after)
 
     def _vertex_auth(self, headers: Dict[str, str]) -> Optional[str]:
         authorization = headers.get("authorization", "")
@@ -865,6 +970,23 @@ class Emulator:
 
     def _connection_ended(self, conn: Connection) -> None:
         self._record_close(conn, ended=True)
+
+
+def _refusal(status: int, body: str, retry_after: RetryAfter) -> Refusal:
+    """Validate a refusal's status and ``Retry-After`` (ValueError if invalid)."""
+    http.HTTPStatus(status)  # raises ValueError for unknown statuses
+    if isinstance(retry_after, (int, float)) and retry_after < 0:
+        raise ValueError("retry_after must not be negative")
+    return Refusal(int(status), str(body), retry_after)
+
+
+def _retry_after_value(retry_after: Union[float, str]) -> str:
+    """Format a ``Retry-After`` value: whole seconds as an integer, strings as given."""
+    if isinstance(retry_after, str):
+        return retry_after
+    if float(retry_after).is_integer():
+        return str(int(retry_after))
+    return repr(float(retry_after))
 
 
 def _same(a: str, b: str) -> bool:

@@ -157,3 +157,68 @@ def test_client_close_is_recorded(emu: Emulator, connect: Connect) -> None:
     assert (record.closed_by, record.client_close_code, record.close_code) == (
         "client", 1000, 1000)
     assert OP_CLOSE == 8
+
+
+def refused(emu: Emulator, connect: Connect) -> websocket.WebSocketBadStatusException:
+    """Attempt a connection that must be refused; return the exception."""
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        connect(emu)
+    return info.value
+
+
+def test_refused_upgrade_retry_after(emu: Emulator, connect: Connect) -> None:
+    """retry_after adds a Retry-After header: whole seconds, decimals or a literal string."""
+    emu.refuse_next_upgrade(retry_after=2)
+    emu.refuse_upgrades(1, status=429, retry_after=0.5)
+    emu.refuse_upgrades(1, retry_after="Wed, 21 Oct 2015 07:28:00 GMT")
+    emu.refuse_next_upgrade()
+    headers = [refused(emu, connect).resp_headers or {} for _ in range(4)]
+    assert [h.get("retry-after") for h in headers] == [
+        "2", "0.5", "Wed, 21 Oct 2015 07:28:00 GMT", None]
+    with pytest.raises(ValueError):
+        emu.refuse_next_upgrade(retry_after=-1)
+
+
+def test_refuse_upgrades_for_a_duration(emu: Emulator, connect: Connect) -> None:
+    """refuse_upgrades_for(seconds) refuses every upgrade until it is over or replaced."""
+    emu.refuse_upgrades_for(30.0, status=503, body="busy", retry_after=1)
+    for _ in range(3):
+        error = refused(emu, connect)
+        assert (error.status_code, error.resp_body) == (503, b"busy")
+        assert (error.resp_headers or {}).get("retry-after") == "1"
+    emu.refuse_upgrades_for(0)
+    connect(emu).setup()
+    assert [u.status for u in emu.upgrades] == [503, 503, 503, 101]
+
+
+def test_refusal_window_expires(emu: Emulator, connect: Connect) -> None:
+    """Once the window's real seconds have passed, upgrades are accepted again."""
+    emu.refuse_upgrades_for(1e-9)
+    connect(emu).setup()
+    assert [u.status for u in emu.upgrades] == [101]
+
+
+def test_counted_refusals_come_before_the_window(emu: Emulator, connect: Connect) -> None:
+    """refuse_upgrades(n) applies first, with its own status; then the window's."""
+    emu.refuse_upgrades_for(30.0, status=503)
+    emu.refuse_next_upgrade(status=429)
+    assert [refused(emu, connect).status_code for _ in range(2)] == [429, 503]
+
+
+def test_drop_after_setup(emu: Emulator, connect: Connect) -> None:
+    """drop_after_setup(n): the next n good setups get setupComplete + handle, then TCP ends."""
+    emu.drop_after_setup(2)
+    bad = connect(emu)
+    bad.send({"setup": {"model": "models/no-such-model"}})
+    assert bad.closed()[0] == 1008  # a failed setup does not count
+    for _ in range(2):
+        client = connect(emu)
+        client.setup(generationConfig=TEXT_CONFIG, sessionResumption={})
+        assert client.message()["sessionResumptionUpdate"]["resumable"] is True
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            client.frame()
+    last = connect(emu)
+    last.setup(generationConfig=TEXT_CONFIG)
+    records = [emu.wait_closed(i) for i in (2, 3)]
+    assert [(r.closed_by, r.close_code) for r in records] == [("drop", None), ("drop", None)]
+    assert emu.connections[3].open

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Tuple
+import threading
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import pytest
 
-from livesync.emulator import Emulator
+from livesync.emulator import ClientMessageRecord, Emulator, SessionRecord, Turn
 from tests.emulator.helpers import TEXT_CONFIG, WsClient, content_flags, pcm, texts
 
 Connect = Callable[..., WsClient]
@@ -234,3 +235,130 @@ def test_resumption_key_spellings(emu: Emulator, connect: Connect, field: str) -
     client.send({"setup": {"model": "models/gemini-live-2.5-flash", field: {}}})
     assert "setupComplete" in client.message()
     assert client.message()["sessionResumptionUpdate"]["resumable"] is True
+
+
+# ---------------------------------------------------------------------- idle handles
+
+
+class Gate:
+    """A responder whose reply to "first" stops after one chunk until ``release`` is set.
+
+    The pause is an Event wait on the worker thread, so a test can deliver more
+    client messages while the first reply is provably still streaming.
+    """
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __call__(self, turn: Turn) -> Optional[Iterable[Dict[str, Any]]]:
+        if turn.text != "first":
+            return None
+        return self._script(turn)
+
+    def _script(self, turn: Turn) -> Iterator[Dict[str, Any]]:
+        yield from turn.reply("part one")
+        self.release.wait(5)
+        yield from turn.reply("part two")
+
+
+def user_turns(records: List[ClientMessageRecord]) -> List[str]:
+    """The texts of the clientContent turns with turnComplete in a snapshot."""
+    out: List[str] = []
+    for record in records:
+        body = record.payload
+        if record.kind == "clientContent" and body.get("turnComplete"):
+            out.extend(p["text"] for t in body["turns"] for p in t["parts"])
+    return out
+
+
+def assert_handles_cover_answered_turns(emu: Emulator, received: List[Dict[str, Any]]) -> int:
+    """Every resumable handle snapshots only turns whose reply ended before it; return count."""
+    records = {h.handle: h for h in emu.handles}
+    completed = 0
+    handles = 0
+    for message in received:
+        if message.get("serverContent", {}).get("turnComplete"):
+            completed += 1
+        update = message.get("sessionResumptionUpdate") or {}
+        if update.get("resumable"):
+            handles += 1
+            turns = user_turns(records[update["newHandle"]].messages)
+            assert len(turns) <= completed, (turns, completed)
+    return handles
+
+
+def gated(make_emulator: Callable[..., Emulator], connect: Connect, **setup: Any
+          ) -> Tuple[Emulator, Gate, WsClient, SessionRecord]:
+    """Open a resumable TEXT session whose first turn is paused after one chunk."""
+    gate = Gate()
+    emu = make_emulator(responder=gate)
+    client, _ = open_resumable(emu, connect, **setup)
+    client.text("first")
+    client.until(lambda m: "modelTurn" in m.get("serverContent", {}))
+    (session,) = emu.sessions.values()
+    return emu, gate, client, session
+
+
+def test_no_handle_while_a_queued_turn_waits(make_emulator: Callable[..., Emulator],
+                                             connect: Connect) -> None:
+    """NO_INTERRUPTION: a turn that ends while the next one is queued sends no handle."""
+    emu, gate, client, session = gated(
+        make_emulator, connect,
+        realtimeInputConfig={"activityHandling": "NO_INTERRUPTION"})
+    client.text("second")
+    emu.wait_for(lambda: len(session.messages) == 2)
+    gate.release.set()
+    first = client.turn()
+    second = client.turn()
+    last = client.message()
+    assert "".join(texts(client.received)) == "part onepart twoYou said: second"
+    assert "".join(texts(second)) == "You said: second"
+    assert updates(first) == []  # no handle between the two turns
+    assert updates(second) == [{}]  # only "not resumable" when the second one starts
+    assert last["sessionResumptionUpdate"]["resumable"] is True
+    assert assert_handles_cover_answered_turns(emu, client.received) == 2
+    assert user_turns(emu.handles[-1].messages) == ["first", "second"]
+
+
+def test_no_handle_after_an_interrupted_turn_with_a_queued_turn(
+        make_emulator: Callable[..., Emulator], connect: Connect) -> None:
+    """A barge-in turn queued behind the interrupted one: the handle waits for its reply."""
+    emu, gate, client, session = gated(make_emulator, connect)
+    client.text("second")
+    emu.wait_for(lambda: len(session.messages) == 2)
+    gate.release.set()
+    first = client.turn()
+    second = client.turn()
+    last = client.message()
+    assert content_flags(first)[-2:] == ["interrupted", "turnComplete"]
+    assert updates(first) == [] and updates(second) == [{}]
+    assert last["sessionResumptionUpdate"]["resumable"] is True
+    assert assert_handles_cover_answered_turns(emu, client.received) == 2
+    assert user_turns(emu.handles[-1].messages) == ["first", "second"]
+
+
+def test_a_cancelled_queued_turn_does_not_hold_the_handle_back(
+        make_emulator: Callable[..., Emulator], connect: Connect) -> None:
+    """A queued turn cancelled by further input never runs, so the model is idle without it."""
+    emu, gate, client, session = gated(make_emulator, connect)
+    client.text("second")
+    client.text("third", turn_complete=False)  # barge-in: cancels the queued "second"
+    emu.wait_for(lambda: len(session.messages) == 3)
+    gate.release.set()
+    first = client.turn()
+    update = client.message()["sessionResumptionUpdate"]
+    assert content_flags(first)[-2:] == ["interrupted", "turnComplete"]
+    assert update["resumable"] is True
+    assert len(emu.handles[-1].messages) == 3
+
+
+def test_handles_record_their_snapshots(emu: Emulator, connect: Connect) -> None:
+    """emu.handles lists the unexpired handles in issue order, with their snapshots."""
+    client, first = open_resumable(emu, connect)
+    client.text("hello")
+    update = client.until(lambda m: bool(m.get("sessionResumptionUpdate")))[-1]
+    handles = emu.handles
+    assert [h.handle for h in handles] == [first, update["sessionResumptionUpdate"]["newHandle"]]
+    assert [len(h.messages) for h in handles] == [0, 1]
+    assert handles[1].last_consumed_index == 1 and handles[1].connection == 1
+    assert "hello" in str(handles[1].history) and first not in repr(handles[0])
