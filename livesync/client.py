@@ -13,10 +13,14 @@ Which endpoint and header a dial uses (PROTOCOL.md §1):
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 import platform
 import re
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+import threading
+from typing import Any, Callable, Dict, Final, Mapping, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
 from ._codec import build_setup, coerce_config
@@ -35,8 +39,25 @@ GEMINI_HOST = "wss://generativelanguage.googleapis.com"
 GEMINI_PATH = "/ws/google.ai.generativelanguage.%s.GenerativeService.%s"
 VERTEX_PATH = "/ws/google.cloud.aiplatform.%s.LlmBidiService/BidiGenerateContent"
 TOKEN_PREFIX = "auth_tokens/"
-_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
-_LOCATION_RE = re.compile(r"^[a-z0-9\-]+$")
+# Names are checked for their first character outside these sets (and for ``..``).
+_MODEL_CHAR_RE = re.compile(r"[^A-Za-z0-9._/\-]")
+_MAX_MODEL_CHARS: Final = 1024
+_LOCATION_CHAR_RE = re.compile(r"[^a-z0-9\-]")
+_PROJECT_CHAR_RE = re.compile(r"[^A-Za-z0-9.:_\-]")
+_API_VERSION_CHAR_RE = re.compile(r"[^A-Za-z0-9]")
+# RFC 9110 field names (tokens), and values without CR, LF or other controls but HTAB.
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Keys and tokens are visible ASCII: no spaces, controls or line breaks.
+_CREDENTIAL_RE = re.compile(r"[\x21-\x7e]+")
+_URL_BAD_RE = re.compile(r"[\x00-\x20\x7f]")
+_PROXY_SCHEMES: Final = ("http", "socks4", "socks4a", "socks5", "socks5h")
+_PREVIEW_CHARS: Final = 40
+_MAX_SECONDS: Final = threading.TIMEOUT_MAX
+_CALLBACKS: Final = (
+    "on_message", "on_goaway", "on_resumption_update", "on_close", "on_open",
+    "on_reconnect", "on_error",
+)
 
 _DEFAULT_POLICY = ReconnectPolicy()
 
@@ -48,17 +69,25 @@ class Client:
         api_key: Gemini API key, or an ephemeral token ``auth_tokens/…``. When None
             (and no ``token_provider``), ``GEMINI_API_KEY`` then ``GOOGLE_API_KEY``.
         base_url: override the service root, e.g. ``ws://127.0.0.1:8765`` for the
-            emulator or a proxy. The ``/ws/…`` path is appended.
-        api_version: ``v1beta`` (Gemini API), ``v1beta1`` (Vertex) by default.
-            Ephemeral tokens always use ``v1alpha``.
+            emulator or a proxy. The ``/ws/…`` path is appended. No query or
+            fragment; userinfo (``user:password@``) is not sent (the WebSocket
+            library ignores it) and is masked in the repr.
+        api_version: ``v1beta`` (Gemini API), ``v1beta1`` (Vertex) by default:
+            letters and digits only. Ephemeral tokens always use ``v1alpha``.
         vertexai: use Vertex AI; needs ``project`` and ``location`` and a
             ``token_provider`` returning an OAuth access token (or an ``api_key``
             for express mode).
         token_provider: a callable returning a fresh credential, called on every
             dial (Vertex bearer tokens; re-minted ephemeral tokens).
-        headers: extra headers for the upgrade request.
-        ca_certs: CA bundle path for TLS (default: the system store).
-        proxy: ``"http://host:port"``; None honours ``https_proxy``/``no_proxy``.
+        headers: extra headers for the upgrade request: names are HTTP tokens,
+            values strings without line breaks.
+        ca_certs: path of a CA bundle file for TLS (default: the system store).
+        proxy: ``"http://host:port"`` (or ``socks5://``, ``socks5h://``,
+            ``socks4://``, ``socks4a://``); None honours ``https_proxy``/``no_proxy``.
+
+    Raises:
+        InvalidConfig: a bad argument; ``field`` names it. The message never
+            contains a key, a token, a header value or a URL.
 
     A Client is cheap and thread-safe; ``connect()`` may be called from any thread.
     """
@@ -74,36 +103,54 @@ class Client:
         location: Optional[str] = None,
         token_provider: Optional[Callable[[], str]] = None,
         headers: Optional[Mapping[str, str]] = None,
-        ca_certs: Optional[str] = None,
+        ca_certs: Union[str, os.PathLike[str], None] = None,
         proxy: Optional[str] = None,
     ) -> None:
-        if api_key is None and token_provider is None:
-            api_key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
-        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
-            raise InvalidConfig("api_key must be a non-empty string", field="api_key")
+        # Every argument is checked here, before anything is stored or sent;
+        # secrets (key, URL userinfo, proxy, header values) are never echoed.
         if token_provider is not None and not callable(token_provider):
-            raise InvalidConfig("token_provider must be callable", field="token_provider")
+            raise InvalidConfig(
+                "token_provider must be callable, not %s" % _type_name(token_provider),
+                field="token_provider",
+            )
+        source = "api_key"
+        if api_key is None and token_provider is None:
+            for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+                if os.environ.get(name):
+                    api_key, source = os.environ[name], name
+                    break
+        if api_key is not None:
+            _check_credential(api_key, source)
+        if not isinstance(vertexai, bool):
+            raise InvalidConfig(
+                "vertexai must be a bool, not %s" % _type_name(vertexai), field="vertexai"
+            )
+        project = _check_name(project, "project", _PROJECT_CHAR_RE, 128)
+        location = _check_name(location, "location", _LOCATION_CHAR_RE, 63)
+        api_version = _check_name(api_version, "api_version", _API_VERSION_CHAR_RE, 32)
         if vertexai:
             _check_vertex(project, location, api_key, token_provider)
         elif api_key is None and token_provider is None:
             raise InvalidConfig(
                 "no API key: pass api_key or set GEMINI_API_KEY", field="api_key"
             )
-        if base_url is not None and not re.match(r"^wss?://[^/?#\s]+", base_url):
-            raise InvalidConfig("base_url must start with ws:// or wss://", field="base_url")
         self._api_key = api_key
         self._token_provider = token_provider
         self._vertexai = vertexai
         self._project = project
         self._location = location
         self._api_version = api_version
-        self._base_url = base_url.rstrip("/") if base_url else None
-        self._headers = dict(headers or {})
-        self._transport_options = TransportOptions(ca_certs=ca_certs, proxy=proxy)
+        self._base_url, self._shown_base_url = _check_base_url(base_url)
+        self._headers = _check_headers(headers)
+        self._transport_options = TransportOptions(
+            ca_certs=_check_ca_certs(ca_certs), proxy=_check_proxy(proxy)
+        )
 
     def __repr__(self) -> str:
         backend = "vertex" if self._vertexai else "gemini"
-        return "<livesync.Client backend=%s base_url=%s>" % (backend, self._base_url or "default")
+        return "<livesync.Client backend=%s base_url=%s>" % (
+            backend, self._shown_base_url or "default"
+        )
 
     @property
     def vertexai(self) -> bool:
@@ -114,10 +161,12 @@ class Client:
         """The ``setup.model`` string for ``model`` on this client's backend.
 
         Raises:
-            InvalidConfig: the name is empty or contains ``..``, ``?``, ``&`` or spaces.
+            InvalidConfig: the name is not a string, is empty or too long, does not
+                start with a letter or digit, or contains ``..`` or a character other
+                than letters, digits, ``.``, ``_``, ``-`` and ``/``. The message shows
+                at most the 40 characters before the first bad one.
         """
-        if not isinstance(model, str) or not model or ".." in model or not _MODEL_RE.match(model):
-            raise InvalidConfig("invalid model name %r" % (model,)[:80], field="model")
+        _check_model(model)
         if not self._vertexai:
             if model.startswith(("models/", "tunedModels/")):
                 return model
@@ -159,12 +208,22 @@ class Client:
         return url, headers
 
     def credential(self) -> Optional[str]:
-        """Return the credential for a dial (calls ``token_provider`` when set)."""
+        """Return the credential for a dial (calls ``token_provider`` when set).
+
+        Raises:
+            InvalidConfig: the provider returned something other than a non-empty
+                string of visible ASCII characters (the value is not shown).
+        """
         if self._token_provider is None:
             return self._api_key
         token = self._token_provider()
         if not isinstance(token, str) or not token:
             raise InvalidConfig("token_provider returned no token", field="token_provider")
+        if not _CREDENTIAL_RE.fullmatch(token):
+            raise InvalidConfig(
+                "token_provider returned a token with spaces, control or non-ASCII characters",
+                field="token_provider",
+            )
         return token
 
     def connect(
@@ -202,7 +261,9 @@ class Client:
         """Open a session; return once the server's first ``setupComplete`` arrived.
 
         Blocks the calling thread for at most about ``open_timeout`` seconds. Any
-        thread. Arguments are checked before any network I/O.
+        thread. Arguments are checked before any network I/O: callbacks must be
+        callable or None, timeouts finite positive numbers of seconds, buffer
+        sizes positive ints, flags bools.
 
         Args:
             model: e.g. ``"gemini-live-2.5-flash-preview"``.
@@ -220,7 +281,7 @@ class Client:
             resumption_handle: resume an earlier session.
             handle_store: persist handles under ``session_key`` (see :mod:`livesync.store`);
                 a stored handle is used when ``resumption_handle`` is None.
-            session_key: the key in ``handle_store``; required with it.
+            session_key: the key in ``handle_store`` (a non-empty string); required with it.
             open_timeout: bound on dial + setup of each connection.
             close_timeout: bound on ``close()``.
             write_timeout: bound on one socket write; a stuck write drops the connection.
@@ -234,24 +295,52 @@ class Client:
             logger: a logger or adapter (default ``livesync.session``).
 
         Raises:
-            InvalidConfig: a bad argument (before any I/O).
+            InvalidConfig: a bad argument (before any I/O); ``field`` names it.
             InvalidStatus: the upgrade was refused (e.g. 401, 404, 429).
             SetupRejected: the server closed before ``setupComplete`` (code, reason).
             ConnectTimeout: no ``setupComplete`` within ``open_timeout``.
         """
         model_name = self.model_name(model)
+        callbacks = Callbacks(
+            on_message=on_message, on_goaway=on_goaway,
+            on_resumption_update=on_resumption_update, on_close=on_close, on_open=on_open,
+            on_reconnect=on_reconnect, on_error=on_error,
+        )
+        for name in _CALLBACKS:
+            value = getattr(callbacks, name)
+            if value is not None and not callable(value):
+                raise InvalidConfig(
+                    "%s must be callable or None, not %s" % (name, _type_name(value)), field=name
+                )
+        if not isinstance(fail_fast, bool):
+            raise InvalidConfig(
+                "fail_fast must be a bool, not %s" % _type_name(fail_fast), field="fail_fast"
+            )
+        policy = _policy(reconnect)
+        open_timeout = _check_seconds(open_timeout, "open_timeout")
+        close_timeout = _check_seconds(close_timeout, "close_timeout")
+        write_timeout = _check_seconds(write_timeout, "write_timeout")
+        ping_interval = _check_optional_seconds(ping_interval, "ping_interval")
+        ping_timeout = _check_optional_seconds(ping_timeout, "ping_timeout")
+        max_buffered_media = _check_count(max_buffered_media, "max_buffered_media")
+        max_buffered_messages = _check_count(max_buffered_messages, "max_buffered_messages")
+        max_receive_queue = _check_count(max_receive_queue, "max_receive_queue")
+        if logger is not None and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+            raise InvalidConfig(
+                "logger must be a logging.Logger or LoggerAdapter, not %s" % _type_name(logger),
+                field="logger",
+            )
+        _check_store(handle_store, session_key)
+        if resumption_handle is not None:
+            _check_handle(resumption_handle)
         live_config = coerce_config(config)
         setup = build_setup(model_name, live_config, vertexai=self._vertexai)
         transparent = _transparent(setup, self._vertexai)
         if resumption_handle is None:
             resumption_handle = (setup.get("sessionResumption") or {}).get("handle")
+            if resumption_handle is not None:
+                _check_handle(resumption_handle, "session_resumption.handle")
         setup.pop("sessionResumption", None)
-        policy = _policy(reconnect)
-        _check_timeouts(open_timeout, close_timeout, write_timeout, ping_interval, ping_timeout)
-        if handle_store is not None and not session_key:
-            raise InvalidConfig("session_key is required with handle_store", field="session_key")
-        if resumption_handle is not None and not isinstance(resumption_handle, str):
-            raise InvalidConfig("resumption_handle must be a string", field="resumption_handle")
         dialer = Dialer(
             endpoint=self.endpoint,
             credential=self.credential,
@@ -260,11 +349,6 @@ class Client:
                 proxy=self._transport_options.proxy,
                 write_timeout=write_timeout,
             ),
-        )
-        callbacks = Callbacks(
-            on_message=on_message, on_goaway=on_goaway,
-            on_resumption_update=on_resumption_update, on_close=on_close, on_open=on_open,
-            on_reconnect=on_reconnect, on_error=on_error,
         )
         session = Session(
             dialer=dialer, setup=setup, vertexai=self._vertexai, callbacks=callbacks,
@@ -298,13 +382,245 @@ def _transparent(setup: Mapping[str, Any], vertexai: bool) -> bool:
     return True if value is None else bool(value)
 
 
-def _check_timeouts(*values: Optional[float]) -> None:
-    names = ("open_timeout", "close_timeout", "write_timeout", "ping_interval", "ping_timeout")
-    for name, value in zip(names, values):
-        if value is None and name.startswith("ping"):
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise InvalidConfig("%s must be a positive number of seconds" % name, field=name)
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _preview(text: str) -> str:
+    """``repr`` of at most the first 40 characters of ``text``, marked when cut."""
+    if len(text) <= _PREVIEW_CHARS:
+        return repr(text)
+    return "%r\u2026 (%d chars)" % (text[:_PREVIEW_CHARS], len(text))
+
+
+def _check_credential(value: object, source: str) -> None:
+    """An API key or token: a non-empty string of visible ASCII (never echoed)."""
+    if not isinstance(value, str):
+        raise InvalidConfig(
+            "%s must be a string, not %s" % (source, _type_name(value)), field="api_key"
+        )
+    if not value.strip():
+        raise InvalidConfig("%s must be a non-empty string" % source, field="api_key")
+    if not _CREDENTIAL_RE.fullmatch(value):
+        raise InvalidConfig(
+            "%s must not contain spaces, control or non-ASCII characters" % source,
+            field="api_key",
+        )
+
+
+def _check_name(
+    value: object, name: str, bad_char: re.Pattern[str], max_chars: int, label: str = ""
+) -> Optional[str]:
+    """None, or a name of allowed characters starting with a letter or digit.
+
+    The message shows at most 40 characters before the first bad one and that
+    character, never what follows: ``"m?key=…"`` must not echo the key.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidConfig("%s must be a string, not %s" % (name, _type_name(value)), field=name)
+    if not value:
+        raise InvalidConfig("%s must be a non-empty string" % name, field=name)
+    label = label or name
+    if len(value) > max_chars:
+        raise InvalidConfig(
+            "%s too long (%d chars, at most %d)" % (label, len(value), max_chars), field=name
+        )
+    match = bad_char.search(value)
+    bad_at = match.start() if match else len(value)
+    what = repr(value[bad_at]) if match else ""
+    dots = value.find("..")
+    if 0 <= dots < bad_at:
+        bad_at, what = dots, "'..'"
+    if not value[0].isascii() or not value[0].isalnum():
+        bad_at, what = 0, repr(value[0])
+    if not what:
+        return value
+    if bad_at == 0:
+        raise InvalidConfig(
+            "invalid %s: must start with a letter or digit, not %s" % (label, what), field=name
+        )
+    raise InvalidConfig(
+        "invalid %s %s: %s at position %d is not allowed"
+        % (label, _preview(value[:bad_at]), what, bad_at),
+        field=name,
+    )
+
+
+def _check_model(model: object) -> str:
+    """A model name; the message shows at most 40 characters before the first bad one."""
+    if model is None:
+        raise InvalidConfig("model must be a string, not NoneType", field="model")
+    result = _check_name(model, "model", _MODEL_CHAR_RE, _MAX_MODEL_CHARS, "model name")
+    assert result is not None
+    return result
+
+
+def _check_base_url(base_url: object) -> Tuple[Optional[str], Optional[str]]:
+    """Return the URL to dial and the one to show, both without userinfo secrets.
+
+    The URL is never echoed: its userinfo may hold a password. websocket-client
+    ignores userinfo, so it is dropped from the dialed URL and masked in reprs.
+    """
+    if base_url is None:
+        return None, None
+    if not isinstance(base_url, str):
+        raise InvalidConfig(
+            "base_url must be a string, not %s" % _type_name(base_url), field="base_url"
+        )
+    if not base_url.startswith(("ws://", "wss://")):
+        raise InvalidConfig("base_url must start with ws:// or wss://", field="base_url")
+    if _URL_BAD_RE.search(base_url):
+        raise InvalidConfig(
+            "base_url must not contain spaces or control characters", field="base_url"
+        )
+    if "?" in base_url or "#" in base_url:
+        raise InvalidConfig("base_url must not have a query or fragment", field="base_url")
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise InvalidConfig("base_url is not a valid URL", field="base_url") from None
+    if not parts.hostname:
+        raise InvalidConfig("base_url must name a host", field="base_url")
+    if "@" not in parts.netloc:
+        url = base_url.rstrip("/")
+        return url, url
+    host = parts.netloc.rpartition("@")[2]
+    dialed = urlunsplit(parts._replace(netloc=host)).rstrip("/")
+    shown = urlunsplit(parts._replace(netloc="***@" + host)).rstrip("/")
+    return dialed, shown
+
+
+def _check_headers(headers: object) -> Dict[str, str]:
+    """Header names must be tokens, values strings without line breaks (never echoed)."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise InvalidConfig(
+            "headers must be a mapping of names to values, not %s" % _type_name(headers),
+            field="headers",
+        )
+    result: Dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME_RE.fullmatch(name):
+            raise InvalidConfig(
+                "header names must be HTTP tokens (letters, digits, -, _ ...)", field="headers"
+            )
+        if not isinstance(value, str):
+            raise InvalidConfig(
+                "header %s must have a string value, not %s" % (_preview(name), _type_name(value)),
+                field="headers",
+            )
+        if _HEADER_VALUE_BAD_RE.search(value):
+            raise InvalidConfig(
+                "header %s value must not contain line breaks or control characters"
+                % _preview(name),
+                field="headers",
+            )
+        result[name] = value
+    return result
+
+
+def _check_ca_certs(ca_certs: object) -> Optional[str]:
+    if ca_certs is None:
+        return None
+    if isinstance(ca_certs, os.PathLike):
+        ca_certs = os.fspath(ca_certs)
+    if not isinstance(ca_certs, str) or not ca_certs:
+        raise InvalidConfig(
+            "ca_certs must be the path of a CA bundle file, not %s" % _type_name(ca_certs),
+            field="ca_certs",
+        )
+    if not os.path.isfile(ca_certs):
+        raise InvalidConfig("ca_certs: no such file %s" % _preview(ca_certs), field="ca_certs")
+    return ca_certs
+
+
+def _check_proxy(proxy: object) -> Optional[str]:
+    """``scheme://[user:password@]host[:port]``; the value is never echoed."""
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise InvalidConfig("proxy must be a string, not %s" % _type_name(proxy), field="proxy")
+    error = InvalidConfig(
+        "proxy must be a URL starting with %s" % ", ".join(s + "://" for s in _PROXY_SCHEMES),
+        field="proxy",
+    )
+    if _URL_BAD_RE.search(proxy):
+        raise error
+    try:
+        parts = urlsplit(proxy)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise error from None
+    if (
+        parts.scheme not in _PROXY_SCHEMES
+        or not proxy.startswith(parts.scheme + "://")
+        or not parts.hostname
+    ):
+        raise error
+    return proxy
+
+
+def _check_seconds(value: object, name: str) -> float:
+    """A finite, positive number of seconds, as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidConfig(
+            "%s must be a number of seconds, not %s" % (name, _type_name(value)), field=name
+        )
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidConfig(
+            "%s must be a finite, positive number of seconds, not %r" % (name, seconds),
+            field=name,
+        )
+    if seconds > _MAX_SECONDS:
+        raise InvalidConfig(
+            "%s is too large (at most %d seconds)" % (name, _MAX_SECONDS), field=name
+        )
+    return seconds
+
+
+def _check_optional_seconds(value: object, name: str) -> Optional[float]:
+    return None if value is None else _check_seconds(value, name)
+
+
+def _check_count(value: object, name: str) -> int:
+    """A positive integer (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidConfig(
+            "%s must be an int, not %s" % (name, _type_name(value)), field=name
+        )
+    if value < 1:
+        raise InvalidConfig("%s must be at least 1, not %d" % (name, value), field=name)
+    return int(value)
+
+
+def _check_store(handle_store: object, session_key: object) -> None:
+    if handle_store is not None and not all(
+        callable(getattr(handle_store, method, None)) for method in ("load", "save")
+    ):
+        raise InvalidConfig(
+            "handle_store must have load() and save() methods (see livesync.HandleStore), "
+            "not %s" % _type_name(handle_store),
+            field="handle_store",
+        )
+    if session_key is not None and (not isinstance(session_key, str) or not session_key):
+        raise InvalidConfig("session_key must be a non-empty string", field="session_key")
+    if handle_store is not None and session_key is None:
+        raise InvalidConfig("session_key is required with handle_store", field="session_key")
+
+
+def _check_handle(handle: object, name: str = "resumption_handle") -> None:
+    """A resumption handle is a non-empty string; it is never echoed."""
+    if not isinstance(handle, str):
+        raise InvalidConfig(
+            "%s must be a string, not %s" % (name, _type_name(handle)), field=name
+        )
+    if not handle:
+        raise InvalidConfig("%s must not be empty; pass None to start afresh" % name, field=name)
 
 
 def _check_vertex(
@@ -315,8 +631,6 @@ def _check_vertex(
 ) -> None:
     if project is not None and not location:
         raise InvalidConfig("vertexai with a project needs a location", field="location")
-    if location is not None and not _LOCATION_RE.match(location):
-        raise InvalidConfig("invalid location %r" % (location,)[:60], field="location")
     if project is not None and token_provider is None:
         raise InvalidConfig(
             "vertexai with a project needs a token_provider returning an access token",

@@ -35,6 +35,7 @@ use ``typing.Optional``/``List``/``Dict`` so that they evaluate on Python 3.9.
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import re
 import sys
@@ -251,6 +252,70 @@ def _int64_field() -> Any:
     return field(default=None, metadata=config(decoder=decode_int64))
 
 
+# --- reprs without secrets ----------------------------------------------------
+#
+# Resumption handles and voice consent signatures are bearer capabilities, and
+# MCP server headers usually carry credentials: reprs (and so str() and
+# print()) show a handle as a short prefix and its length, and header values as
+# ``[secure]``. Equality, to_dict() and decoding see the real values.
+
+_HINT_PREFIX = 8
+_SECURE = "[secure]"
+_SENSITIVE_KEYS = frozenset(
+    {"authorization", "apikey", "xgoogapikey", "token", "accesstoken", "bearertoken",
+     "password", "secret", "clientsecret"}
+)
+
+
+def _secret_hint(value: Any) -> str:
+    """Describe a secret string without revealing it: a short prefix and the length.
+
+    The prefix is at most 8 characters and at most half of the value, so a
+    short value is never shown in full; a non-string shows only its type.
+    """
+    if value is None:
+        return "None"
+    if not isinstance(value, str):
+        return "<%s>" % type(value).__name__
+    if not value:
+        return "''"
+    prefix = value[: min(_HINT_PREFIX, len(value) // 2)]
+    return repr("%s\u2026(%d chars)" % (prefix, len(value)))
+
+
+def _mask_credentials(value: Any) -> Any:
+    """Copy ``value`` with header values and credential-named entries masked."""
+    if isinstance(value, dict):
+        masked: Dict[Any, Any] = {}
+        for key, item in value.items():
+            name = key.lower().replace("_", "").replace("-", "") if isinstance(key, str) else ""
+            if name == "headers" and isinstance(item, dict):
+                masked[key] = {header: _SECURE for header in item}
+            elif name in _SENSITIVE_KEYS or name == "headers":
+                masked[key] = _SECURE
+            else:
+                masked[key] = _mask_credentials(item)
+        return masked
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mask_credentials(item) for item in value)
+    return value
+
+
+def _safe_repr(obj: Any, masked: Mapping[str, Callable[[Any], str]]) -> str:
+    """The dataclass repr of ``obj`` with the fields in ``masked`` described by their function."""
+    parts = []
+    for item in dataclasses.fields(obj):
+        if item.repr:
+            value = getattr(obj, item.name)
+            text = masked[item.name](value) if item.name in masked else repr(value)
+            parts.append("%s=%s" % (item.name, text))
+    return "%s(%s)" % (type(obj).__qualname__, ", ".join(parts))
+
+
+def _masked_repr(value: Any) -> str:
+    return repr(_mask_credentials(value))
+
+
 class _Wire(DataClassJsonMixin):
     """Base of every model: camelCase on the wire, ``None`` left out of output."""
 
@@ -376,9 +441,15 @@ class Content(_Wire):
 
 @dataclass
 class VoiceConsentSignature(_Wire):
-    """Proof that a replicated voice's consent audio was verified."""
+    """Proof that a replicated voice's consent audio was verified.
+
+    A bearer capability: the repr shows only a short prefix and the length.
+    """
 
     signature: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return _safe_repr(self, {"signature": _secret_hint})
 
 
 @dataclass
@@ -444,12 +515,16 @@ class SessionResumptionUpdate(_Wire):
     """A new resumption handle, or notice that the session is not resumable now.
 
     ``{"sessionResumptionUpdate": {}}`` means not resumable and no handle
-    (proto3 drops false and empty values).
+    (proto3 drops false and empty values). The handle is a bearer capability:
+    the repr shows only a short prefix and its length.
     """
 
     new_handle: Optional[str] = None
     resumable: bool = False
     last_consumed_client_message_index: Optional[int] = _int64_field()
+
+    def __repr__(self) -> str:
+        return _safe_repr(self, {"new_handle": _secret_hint})
 
 
 @dataclass
@@ -732,10 +807,16 @@ class RealtimeInputConfig(_Wire):
 
 @dataclass
 class SessionResumptionConfig(_Wire):
-    """``{}`` turns resumption on; ``handle`` resumes; ``transparent`` is Vertex only."""
+    """``{}`` turns resumption on; ``handle`` resumes; ``transparent`` is Vertex only.
+
+    The repr shows only a short prefix and the length of ``handle``.
+    """
 
     handle: Optional[str] = None
     transparent: Optional[bool] = None
+
+    def __repr__(self) -> str:
+        return _safe_repr(self, {"handle": _secret_hint})
 
 
 @dataclass
@@ -819,7 +900,10 @@ class FunctionDeclaration(_Wire):
 
 @dataclass
 class Tool(_Wire):
-    """A tool: function declarations or a built-in tool such as ``google_search={}``."""
+    """A tool: function declarations or a built-in tool such as ``google_search={}``.
+
+    The repr masks header values and credentials inside ``mcp_servers``.
+    """
 
     function_declarations: Optional[List[FunctionDeclaration]] = None
     google_search: Optional[Dict[str, Any]] = None
@@ -834,6 +918,9 @@ class Tool(_Wire):
     enterprise_web_search: Optional[Dict[str, Any]] = None
     parallel_ai_search: Optional[Dict[str, Any]] = None
     exa_ai_search: Optional[Dict[str, Any]] = None
+
+    def __repr__(self) -> str:
+        return _safe_repr(self, {"mcp_servers": _masked_repr})
 
 
 @dataclass

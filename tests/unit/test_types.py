@@ -245,3 +245,94 @@ def test_schema_still_works():
         warnings.simplefilter("ignore")
         errors = t.Part.schema().validate({"text": 5})
     assert "text" in errors
+
+
+# --- reprs hide secrets ---------------------------------------------------------------
+
+HANDLE = "Cg1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk" * 4
+
+
+def test_resumption_update_repr_shows_a_prefix_and_the_length_only():
+    update = t.SessionResumptionUpdate(new_handle=HANDLE, resumable=True)
+    assert repr(update) == (
+        "SessionResumptionUpdate(new_handle='Cg1hYmNk\u2026(%d chars)', resumable=True, "
+        "last_consumed_client_message_index=None)" % len(HANDLE)
+    )
+    assert str(update) == repr(update)
+    assert HANDLE[:9] not in repr(update)
+
+
+def test_secret_reprs_keep_values_equality_and_wire_form():
+    update = t.SessionResumptionUpdate(new_handle=HANDLE, resumable=True)
+    assert update.new_handle == HANDLE
+    assert update.to_dict() == {"newHandle": HANDLE, "resumable": True}
+    assert t.SessionResumptionUpdate.from_dict(update.to_dict()) == update
+    assert update != t.SessionResumptionUpdate(new_handle=HANDLE + "x", resumable=True)
+    config = t.SessionResumptionConfig(handle=HANDLE)
+    assert config.to_dict() == {"handle": HANDLE}
+    assert json.loads(config.to_json()) == {"handle": HANDLE}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        t.SessionResumptionUpdate(new_handle=HANDLE),
+        t.SessionResumptionConfig(handle=HANDLE, transparent=True),
+        t.LiveServerMessage(session_resumption_update=t.SessionResumptionUpdate(new_handle=HANDLE)),
+        t.LiveConfig(session_resumption=t.SessionResumptionConfig(handle=HANDLE)),
+        t.LiveClientMessage(
+            setup=t.BidiGenerateContentSetup(
+                session_resumption=t.SessionResumptionConfig(handle=HANDLE)
+            )
+        ),
+        t.SetupComplete(voice_consent_signature=t.VoiceConsentSignature(signature=HANDLE)),
+    ],
+    ids=lambda obj: type(obj).__name__,
+)
+def test_no_model_repr_shows_a_full_handle(obj):
+    text = repr(obj)
+    assert "(%d chars)" % len(HANDLE) in text
+    assert all(HANDLE[i : i + 9] not in text for i in range(len(HANDLE) - 8))
+
+
+@pytest.mark.parametrize("handle", ["a", "ab", "abcdefgh", "abcdefghijklmnop"])
+def test_a_short_handle_is_never_shown_in_full(handle):
+    text = repr(t.SessionResumptionConfig(handle=handle))
+    assert "'%s'" % handle not in text and "(%d chars)" % len(handle) in text
+
+
+def test_secret_fields_of_other_types_show_no_value():
+    assert repr(t.SessionResumptionConfig(handle=None)) == (
+        "SessionResumptionConfig(handle=None, transparent=None)"
+    )
+    assert "handle=''" in repr(t.SessionResumptionConfig(handle=""))
+    leaked = t.SessionResumptionConfig(handle=b"secret-bytes")  # wrong type set by user code
+    assert "secret" not in repr(leaked) and "<bytes>" in repr(leaked)
+
+
+def test_mcp_server_headers_are_masked_in_reprs_only():
+    servers = [{
+        "name": "tools",
+        "streamableHttpTransport": {
+            "url": "https://mcp.example.com",
+            "headers": {"Authorization": "Bearer mcp-secret-1"},
+        },
+        "apiKey": "mcp-secret-2",
+    }]
+    tool = t.Tool(mcp_servers=servers)
+    text = repr(t.LiveConfig(tools=[tool]))
+    assert "mcp-secret" not in text
+    assert "'Authorization': '[secure]'" in text and "https://mcp.example.com" in text
+    assert tool.to_dict()["mcpServers"] == servers
+    assert servers[0]["apiKey"] == "mcp-secret-2"  # the user's value is not touched
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda cls: cls.__name__)
+def test_every_repr_names_the_class_and_its_fields(cls):
+    rng = random.Random("repr" + cls.__name__)
+    obj = random_instance(rng, cls, presence=0.7)
+    text = repr(obj)
+    assert text.startswith(cls.__name__ + "(")
+    for field in dataclasses.fields(cls):
+        if field.repr:
+            assert field.name + "=" in text
