@@ -32,6 +32,8 @@ from .exceptions import (
     SessionClosedError as SessionClosedError,
     SessionClosedOK as SessionClosedOK,
     SetupRejected as SetupRejected,
+    TLSError as TLSError,
+    ToolCallPending as ToolCallPending,
 )
 from .reconnect import ReconnectPolicy as ReconnectPolicy
 from .session import Session as Session
@@ -122,9 +124,11 @@ __all__ = [
     "SlidingWindow",
     "SpeechConfig",
     "StoredHandle",
+    "TLSError",
     "Tool",
     "ToolCall",
     "ToolCallCancellation",
+    "ToolCallPending",
     "Transcription",
     "Turn",
     "UsageMetadata",

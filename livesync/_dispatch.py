@@ -1,10 +1,14 @@
 """The dispatcher thread ``livesync-dispatch-<sid>``: user callbacks, ``receive()`` and ``ask()``.
 
-Other threads :meth:`Dispatcher.emit` events; the dispatcher handles them one at
-a time, in order, on its own thread, so user code never runs on the reader or
-the supervisor and never under a livesync lock. A ``close`` event is the last:
-it ends ``receive()`` iterators and ``ask()`` calls, runs ``on_close`` and stops
-the thread.
+Other threads :meth:`Dispatcher.emit` typed events; the dispatcher handles them
+one at a time, in order, on its own thread, so user code never runs on the reader
+or the supervisor and never under a livesync lock. It is a leaf: it calls user
+code and nothing of the session. A ``close`` event is the last: it ends
+``receive()`` iterators and ``ask()`` calls, runs ``on_close`` and stops the thread.
+
+**One consumer cursor.** A server message goes to ``on_message`` always, and then
+to exactly one of: the ``ask()`` whose question it answers (its ``owner`` is the
+question's ``seq``), or the ``receive()`` buffer.
 """
 
 from __future__ import annotations
@@ -15,17 +19,42 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .events import Closed, ErrorEvent, Turn
-from .types import FunctionCall, LiveServerMessage, UsageMetadata
+from .exceptions import ToolCallPending
+from .types import FunctionCall, FunctionResponse, LiveServerMessage, UsageMetadata
 
-__all__ = ["Callbacks", "Dispatcher", "collect_turn"]
+__all__ = ["Callbacks", "Claim", "Delivery", "Dispatcher", "collect_turn"]
 
 #: Warn when the dispatcher falls this many events behind.
 HIGH_WATER = 1000
 
-Inbox = SimpleQueue  # of (kind, payload) pairs
+
+@dataclass(frozen=True)
+class Delivery:
+    """A server message with what the protocol knows of it.
+
+    Attributes:
+        message: the message.
+        owner: ``seq`` of the user turn whose generation it belongs to, if known.
+        generation: the connection it arrived on.
+    """
+
+    message: LiveServerMessage
+    owner: Optional[int]
+    generation: int
+
+
+class Claim:
+    """An ``ask()`` waiting for the answer to its question (``seq``, set when sent)."""
+
+    def __init__(self) -> None:
+        self.seq: Optional[int] = None
+        self.inbox: SimpleQueue[Tuple[str, Any]] = SimpleQueue()
+
+    def take(self, seq: int) -> None:
+        self.seq = seq
 
 
 @dataclass(frozen=True)
@@ -49,7 +78,6 @@ class Dispatcher:
         callbacks: the user's callbacks.
         log: where callback failures and backlog warnings go.
         max_receive: messages kept for ``receive()``; the oldest are dropped beyond.
-        handlers: extra event kinds run on this thread (``kind -> handler(payload)``).
         on_callback_error: called (on this thread) after a callback raised.
     """
 
@@ -60,17 +88,15 @@ class Dispatcher:
         log: logging.LoggerAdapter[Any],
         *,
         max_receive: int,
-        handlers: Dict[str, Callable[[Any], None]],
         on_callback_error: Callable[[str, Exception], None],
     ) -> None:
         self._callbacks = callbacks
         self._log = log
         self._max_receive = max_receive
-        self._handlers = handlers
         self._on_callback_error = on_callback_error
         self._queue: SimpleQueue[Tuple[str, Any]] = SimpleQueue()
         self._lock = threading.Lock()
-        self._subscribers: Tuple[Inbox[Tuple[str, Any]], ...] = ()  # replaced, never mutated
+        self._claims: Tuple[Claim, ...] = ()  # replaced, never mutated
         self._received: Deque[LiveServerMessage] = deque()
         self._ended = False
         self._cond = threading.Condition()
@@ -89,16 +115,21 @@ class Dispatcher:
         if self._queue.qsize() == HIGH_WATER:
             self._log.warning("callbacks are %d events behind the connection", HIGH_WATER)
 
-    def subscribe(self) -> Inbox[Tuple[str, Any]]:
-        """Start copying messages (and the final close) into a new inbox. Any thread."""
-        inbox: Inbox[Tuple[str, Any]] = SimpleQueue()
+    def claim(self) -> Claim:
+        """Register an ``ask()``: messages owned by its question (and the final
+        close) go to its inbox instead of ``receive()``. Any thread."""
+        claim = Claim()
         with self._lock:
-            self._subscribers += (inbox,)
-        return inbox
+            self._claims += (claim,)
+        return claim
 
-    def unsubscribe(self, inbox: Inbox[Tuple[str, Any]]) -> None:
+    def release(self, claim: Claim) -> None:
         with self._lock:
-            self._subscribers = tuple(i for i in self._subscribers if i is not inbox)
+            self._claims = tuple(c for c in self._claims if c is not claim)
+
+    @property
+    def has_on_message(self) -> bool:
+        return self._callbacks.on_message is not None
 
     def receive(self, timeout: Optional[float]) -> Iterator[LiveServerMessage]:
         """Yield buffered messages until the close event (see ``Session.receive``)."""
@@ -122,45 +153,43 @@ class Dispatcher:
     def _run(self) -> None:
         while True:
             kind, payload = self._queue.get()
-            subscribers = self._subscribers
             try:
                 if kind == "close":
-                    self._close(payload, subscribers)
+                    self._close(payload)
                     return
-                self._deliver(kind, payload, subscribers)
+                self._deliver(kind, payload)
             except BaseException:  # noqa: B036 - the dispatcher must keep going
                 self._log.error("unexpected internal error in the dispatcher", exc_info=True)
 
-    def _deliver(
-        self, kind: str, payload: Any, subscribers: Tuple[Inbox[Tuple[str, Any]], ...]
-    ) -> None:
+    def _deliver(self, kind: str, payload: Any) -> None:
         cb = self._callbacks
         if kind == "message":
-            if self._buffering:
-                self._feed_receive(payload)
-            for inbox in subscribers:
-                inbox.put((kind, payload))
-            self.call("on_message", cb.on_message, payload)
-            if payload.go_away is not None:
-                self.call("on_goaway", cb.on_goaway, payload.go_away)
-            if payload.session_resumption_update is not None:
+            message = payload.message
+            claim = next((c for c in self._claims
+                          if payload.owner is not None and c.seq == payload.owner), None)
+            if claim is not None:
+                claim.inbox.put((kind, payload))
+            elif self._buffering:
+                self._feed_receive(message)
+            self.call("on_message", cb.on_message, message)
+            if message.go_away is not None:
+                self.call("on_goaway", cb.on_goaway, message.go_away)
+            if message.session_resumption_update is not None:
                 self.call("on_resumption_update", cb.on_resumption_update,
-                          payload.session_resumption_update)
+                          message.session_resumption_update)
         elif kind == "open":
             self.call("on_open", cb.on_open, payload)
         elif kind == "reconnect":
             self.call("on_reconnect", cb.on_reconnect, payload)
         elif kind == "error":
             self.report_error(payload)
-        else:
-            self._handlers[kind](payload)
 
-    def _close(self, closed: Closed, subscribers: Tuple[Inbox[Tuple[str, Any]], ...]) -> None:
+    def _close(self, closed: Closed) -> None:
         with self._cond:
             self._ended = True
             self._cond.notify_all()
-        for inbox in subscribers:
-            inbox.put(("close", closed))
+        for claim in self._claims:
+            claim.inbox.put(("close", closed))
         if self._callbacks.on_close is not None:
             try:
                 self._callbacks.on_close(closed)
@@ -201,31 +230,82 @@ class Dispatcher:
             self._log.error("callback on_error raised", exc_info=True)
 
 
+Tools = Mapping[str, Callable[..., Any]]
+
+
 def collect_turn(
-    inbox: Inbox[Tuple[str, Any]],
+    claim: Claim,
     deadline: Optional[float],
     closed_error: Callable[[], BaseException],
+    *,
+    tools: Optional[Tools] = None,
+    respond: Callable[[List[FunctionResponse]], None],
+    wait_for_others: bool = False,
 ) -> Turn:
-    """Gather one model turn from ``inbox`` (runs on the thread calling ``ask``)."""
+    """Gather the model turn answering ``claim`` (runs on the thread calling ``ask``).
+
+    Tool calls in the turn are answered with ``tools``; a call ``tools`` does not
+    cover raises :class:`ToolCallPending`, unless ``wait_for_others`` (an
+    ``on_message`` callback may answer it).
+    """
     messages: List[LiveServerMessage] = []
+    generation = None
+    waiting: List[FunctionCall] = []
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError("the turn did not complete in time")
         try:
-            kind, payload = inbox.get(timeout=remaining)
+            if remaining is not None and remaining <= 0:
+                raise Empty
+            kind, payload = claim.inbox.get(timeout=remaining)
         except Empty:
-            raise TimeoutError("the turn did not complete in time") from None
+            raise TimeoutError(_late(waiting)) from None
         if kind == "close":
             raise closed_error()
-        if payload.setup_complete is not None:
-            # A new connection: an unanswered question is replayed and answered anew.
-            messages = []
-            continue
-        messages.append(payload)
-        content = payload.server_content
+        if payload.generation != generation:
+            messages = []  # replayed on a new connection: the answer starts anew
+            generation = payload.generation
+        message = payload.message
+        messages.append(message)
+        if message.tool_call is not None:
+            waiting = _run_tools(message.tool_call.function_calls or [], tools, respond,
+                                 wait_for_others)
+        content = message.server_content
         if content is not None and content.turn_complete:
             return _turn(messages)
+
+
+def _late(waiting: List[FunctionCall]) -> str:
+    if not waiting:
+        return "the turn did not complete in time"
+    return "the turn did not complete in time; it waits for a response to %s" % (
+        _describe_calls(waiting))
+
+
+def _describe_calls(calls: List[FunctionCall]) -> str:
+    return ", ".join("%s (id %s)" % (c.name, (c.id or "-")[:40]) for c in calls)
+
+
+def _run_tools(calls: List[FunctionCall], tools: Optional[Tools],
+               respond: Callable[[List[FunctionResponse]], None],
+               wait_for_others: bool) -> List[FunctionCall]:
+    """Answer the calls ``tools`` covers; return those left to someone else."""
+    missing = [c for c in calls if not tools or c.name not in tools]
+    if missing and not wait_for_others:
+        raise ToolCallPending(tuple(missing))
+    answers = [FunctionResponse(id=c.id, name=c.name, response=_call(tools, c))
+               for c in calls if tools and c.name in tools]
+    if answers:
+        respond(answers)
+    return missing
+
+
+def _call(tools: Optional[Tools], call: FunctionCall) -> Dict[str, Any]:
+    assert tools is not None and call.name is not None
+    try:
+        result = tools[call.name](**(call.args or {}))
+    except Exception as exc:
+        return {"error": "%s: %s" % (type(exc).__name__, exc)}
+    return result if isinstance(result, dict) else {"result": result}
 
 
 def _turn(messages: List[LiveServerMessage]) -> Turn:

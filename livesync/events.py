@@ -51,9 +51,14 @@ class Reconnected:
         cause: what ended the previous connection, e.g. ``"goAway"`` or ``"close 1011"``.
         gap_ms: last server message on the old connection → ``setupComplete`` on the new.
         replayed: client messages sent again on the new connection.
-        dropped: client messages that could not be delivered (stale audio by policy,
-            or a fresh session's lost input).
-        dropped_tool_responses: ids of tool responses among ``dropped``.
+        dropped: client messages lost since the previous connection change: audio
+            or video evicted from a full buffer that the resumed handle did not
+            cover, a fresh session's lost input, tool responses to calls that were
+            cancelled or that the resumed model never asked again.
+        dropped_tool_responses: call ids of the tool responses among ``dropped``.
+        unconfirmed: replayed messages without evidence either way (audio, video,
+            markers sent just before the handle arrived): the server may have had
+            them already, so they may be duplicated (see ``livesync.protocol``).
     """
 
     generation: int
@@ -65,6 +70,7 @@ class Reconnected:
     replayed: int
     dropped: int
     dropped_tool_responses: Tuple[str, ...] = ()
+    unconfirmed: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,9 +145,10 @@ class SessionStats:
         rotations_planned / rotations_unplanned: connection changes after goAway / drops.
         resumed / fresh: reconnects that resumed the session / started a new one.
         gap_last_ms / gap_max_ms / gap_median_ms: server silence across reconnects.
-        replayed / dropped: client messages re-sent / lost across reconnects.
+        replayed / dropped: client messages re-sent / lost (see :class:`Reconnected`).
         receive_dropped: messages evicted from a full ``receive()`` buffer.
         handle_age: seconds since the current resumption handle was issued, or None.
+        unconfirmed: replayed messages that may have been duplicates (see :class:`Reconnected`).
     """
 
     state: str
@@ -165,3 +172,4 @@ class SessionStats:
     dropped: int
     receive_dropped: int
     handle_age: Optional[float]
+    unconfirmed: int = 0

@@ -5,12 +5,14 @@
     LiveSyncError                                   root; never raised directly
     ├── InvalidConfig(LiveSyncError, ValueError)    bad arguments, raised before any I/O
     ├── ConnectError                                could not establish a connection
-    │   ├── InvalidStatus                           HTTP upgrade refused: .status_code
+    │   ├── InvalidStatus                           HTTP upgrade refused: .status_code, .retry_after
     │   ├── SetupRejected                           closed before setupComplete: .code, .reason
-    │   └── ConnectTimeout(ConnectError, TimeoutError)
+    │   ├── ConnectTimeout(ConnectError, TimeoutError)
+    │   └── TLSError                                certificate verification failed: .reason (fatal)
     ├── ProtocolError                               malformed or unexpected server data
     ├── InvalidState(LiveSyncError, AssertionError) operation illegal in the current state
     ├── SendQueueFull                               outbound buffer full and the policy says fail
+    ├── ToolCallPending                             ask() got a tool call it cannot answer: .calls
     └── SessionClosed                               terminal: .code, .reason; __cause__ = root cause
         ├── SessionClosedOK                         user close or normal closure
         └── SessionClosedError                      anything else
@@ -24,7 +26,7 @@ resumption handle, a setup payload or raw audio; server text is elided.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 __all__ = [
     "Attempt",
@@ -41,6 +43,7 @@ __all__ = [
     "SessionClosedError",
     "SessionClosedOK",
     "SetupRejected",
+    "TLSError",
 ]
 
 MAX_REASON_IN_MESSAGE = 123
@@ -73,12 +76,19 @@ class ConnectError(LiveSyncError):
 
 
 class InvalidStatus(ConnectError):
-    """The server refused the WebSocket upgrade with an HTTP status."""
+    """The server refused the WebSocket upgrade with an HTTP status.
 
-    def __init__(self, status_code: int, body: str = "") -> None:
+    ``body`` is an elided snippet of the response body (headers are never kept).
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self, status_code: int, body: str = "", *, retry_after: Optional[float] = None
+    ) -> None:
         super().__init__(status_code, body)
         self.status_code = status_code
         self.body = _elide(body)
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         text = "server rejected WebSocket connection: HTTP %d" % self.status_code
@@ -106,6 +116,26 @@ class ConnectTimeout(ConnectError, TimeoutError):
     """Connecting, or waiting for ``setupComplete``, took longer than allowed."""
 
 
+class TLSError(ConnectError):
+    """TLS cannot be set up in a way that retrying would fix; never retried.
+
+    The server's certificate failed verification (unknown CA or self-signed,
+    hostname mismatch, expired, ...), or the configured CA bundle could not be
+    loaded. ``reason`` says which, in a few words; ``verify_code`` is OpenSSL's
+    ``X509_V_ERR_*`` code when verification failed.
+    """
+
+    def __init__(self, reason: str, *, verify_code: Optional[int] = None) -> None:
+        super().__init__(reason, verify_code)
+        self.reason = reason
+        self.verify_code = verify_code
+
+    def __str__(self) -> str:
+        if self.verify_code is not None:
+            return "certificate verification failed: %s" % _elide(self.reason)
+        return "TLS setup failed: %s" % _elide(self.reason)
+
+
 class ProtocolError(LiveSyncError):
     """The server sent data that is not a valid Live API message."""
 
@@ -128,6 +158,8 @@ class Attempt:
         code: close code that ended the attempt, when there was one.
         status_code: HTTP status that refused the upgrade, when there was one.
         error: a short description of what went wrong.
+        reason: the close reason that came with ``code``.
+        retry_after: the ``Retry-After`` the server sent with ``status_code``, in seconds.
     """
 
     number: int
@@ -135,6 +167,8 @@ class Attempt:
     code: Optional[int] = None
     status_code: Optional[int] = None
     error: str = ""
+    reason: str = ""
+    retry_after: Optional[float] = None
 
 
 class SessionClosed(LiveSyncError):
@@ -186,3 +220,23 @@ class ReconnectExhausted(SessionClosedError):
             if self.reason:
                 text += " " + _elide(self.reason)
         return text
+
+
+class ToolCallPending(LiveSyncError):
+    """``ask()`` received a tool call that nothing is set up to answer.
+
+    The model waits for a response: answer with ``Session.send_tool_response``
+    (then call ``ask()`` again, or read the rest with ``receive()``), or pass
+    ``ask(..., tools={name: function})``. ``calls`` holds the unanswered
+    :class:`~livesync.FunctionCall` objects.
+    """
+
+    def __init__(self, calls: Tuple[Any, ...]) -> None:
+        super().__init__(calls)
+        self.calls = calls
+
+    def __str__(self) -> str:
+        names = ", ".join("%s (id %s)" % (getattr(c, "name", "?"), _elide(
+            str(getattr(c, "id", None) or "-"), 40)) for c in self.calls)
+        return ("the model called %s and nothing answers it: pass ask(..., tools={...}) "
+                "or answer with send_tool_response()" % names)

@@ -5,31 +5,63 @@ current time in, and asks it what to do::
 
     CONNECTING ──setupComplete──▶ OPEN ──connection lost / rotation──▶ CONNECTING
         │                          │
-        └──────────── close ───────┴──────────▶ CLOSING ──▶ CLOSED
+        └──────────── close ───────┴──────────▶ CLOSED
 
-What it tracks (DESIGN.md §3):
+What it tracks (DESIGN.md §3): the **handle ledger** (the latest ``resumable``
+handle with a non-empty ``newHandle``; ``{}`` updates never erase it), the
+**replay buffer**, the **tool ledger** (:mod:`livesync.tool_ledger`), whether a
+generation is in flight, and the ``goAway`` deadline, which decide when a
+rotation is safe.
 
-- the **handle ledger**: the latest ``resumable: true`` handle with a non-empty
-  ``newHandle``; ``{}`` updates never erase it;
-- the **replay buffer**: every client message not yet covered by a handle, in
-  send order. With transparent resumption (Vertex) a handle covers the messages
-  whose per-connection index is at most ``lastConsumedClientMessageIndex``
-  (index 0 is ``setup``; 1, 2, … per connection). On the Gemini API a handle
-  covers the messages sent at least ``replay_margin`` plus twice the measured
-  round-trip time before it arrived: a message sent later may still have been
-  in flight when the server issued the handle. A user turn sent while the model
-  was idle is covered once the server completes a turn after it (the server
-  reads in order, so that turn answered it);
-  Buffered audio and video past ``max_buffered_media`` bytes is evicted oldest
-  first; text, client content, activity markers and tool responses are never
-  evicted: past ``max_buffered_messages`` a send raises :class:`SendQueueFull`;
-- whether a **generation** or a **tool call** is in flight, and the ``goAway``
-  **deadline**, which together decide when a rotation is safe;
-- **tool calls across a resume**: a call received after the resumed handle was
-  issued is unknown to the restored session, which asks again (with a new id)
-  when the replayed input reaches it. Such calls are remembered by name and
-  arguments; the re-issued call is matched, hidden from the application, and the
-  application's response (held, or sent later under the old id) goes to the new id.
+Replay coverage — which sent messages a handle covers
+=====================================================
+
+A message covered by the handle being resumed is not sent again; every other
+message is replayed on the new connection, in order. With Vertex transparent
+resumption the server says what it consumed (``lastConsumedClientMessageIndex``;
+index 0 is ``setup``, then 1, 2, … per connection). The Gemini API says nothing,
+so coverage follows **evidence**, resting on three properties of the service:
+
+1. it reads client messages in order, and sends its output in order;
+2. each user turn it reads makes it either interrupt the generation in flight
+   (``interrupted``) or start a generation of its own;
+3. it issues a resumable handle only right after ``setupComplete`` and when a
+   generation has ended with nothing else pending (the model is idle).
+
+A message is **proven read** once server output it caused, or caused by a later
+message, has arrived. Evidence: a user turn (``clientContent`` with
+``turnComplete``, realtime ``text`` outside an activity, ``activityEnd``) is
+proven by the ``interrupted`` of the generation it cut or by the first output of
+its own generation; a tool response that answers the last open call by the
+model's continuation. A handle covers exactly what was proven before it
+arrived: by property 3, a user turn read before the handle was answered before
+it, so an unproven one was not read and is replayed — exactly once, either way.
+
+To keep the mapping from output to turn unambiguous, user turns are **paced**:
+a turn (and anything sent after it) waits until the previous turn is proven
+and its generation has started — typically one time-to-first-token, and only
+when a turn follows another that quickly. ``activityStart`` and ``clientContent``
+are paced too, so that they never cancel a turn whose generation has not started.
+After ``HOLD_TIMEOUT`` seconds without evidence the pacing gives up and sends.
+
+**What evidence cannot cover.** Audio, video, ``audioStreamEnd``,
+``activityStart``, ``clientContent`` without ``turnComplete``, text inside an
+activity, and tool responses that leave calls open cause no output of their own.
+They are proven by later evidence when there is some. Otherwise a handle
+covers them by time: if they were sent at least ``replay_margin`` plus twice the
+measured round-trip time before it arrived (and after no unproven turn). Sent
+later than that, they are replayed and counted as ``unconfirmed``: the server
+may have read them before issuing the handle, so they may be duplicated. A
+server that lags its input by more than the margin may lose such input at a
+drop. Speech audio mixed with text turns under automatic activity detection can
+start generations livesync did not ask for; their output may be taken as
+evidence for a text turn sent at the same moment.
+
+Audio and video past ``max_buffered_media`` bytes are evicted oldest first.
+Evicting sent media loses nothing unless a resume happens before a handle covers
+it: only then is it counted as dropped. Evicting unsent media (queued during an
+outage) is a loss at once. Text, activity markers and tool responses are never
+evicted: past ``max_buffered_messages`` a send raises :class:`SendQueueFull`.
 """
 
 from __future__ import annotations
@@ -37,16 +69,23 @@ from __future__ import annotations
 import enum
 import json
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from ._codec import encode
 from .exceptions import SendQueueFull
-from .types import FunctionCall, LiveServerMessage, SessionResumptionUpdate
+from .tool_ledger import ToolLedger
+from .types import LiveServerMessage, SessionResumptionUpdate
 
-__all__ = ["MEDIA_KINDS", "Outbound", "SessionProtocol", "State"]
+__all__ = ["MEDIA_KINDS", "Outbound", "Received", "SessionProtocol", "State"]
 
 MEDIA_KINDS: FrozenSet[str] = frozenset({"audio", "video"})
+#: Kinds that can barge in; they wait for the previous user turn's generation to start.
+PACED_KINDS: FrozenSet[str] = frozenset({"content", "text", "activity_start", "activity_end"})
+#: Seconds a paced message waits for evidence before it is sent anyway.
+HOLD_TIMEOUT = 5.0
+#: Evicted media kept as (index, sent_at) pairs; older ones are only counted.
+MAX_EVICTED = 50_000
 
 
 class State(enum.IntEnum):
@@ -54,41 +93,72 @@ class State(enum.IntEnum):
 
     CONNECTING = 0
     OPEN = 1
-    CLOSING = 2
     CLOSED = 3
 
 
-@dataclass
+class _Gen(enum.Enum):
+    IDLE = "idle"
+    ACTIVE = "active"
+    CUT = "cut"  # interrupted; a bare turnComplete may still close it
+
+
+@dataclass(eq=False)
 class Outbound:
     """One client message on its way (mutable; owned by :class:`SessionProtocol`).
 
     Attributes:
         seq: session-wide send order.
-        kind: ``audio``, ``video``, ``text``, ``content``, ``activity`` or ``tool_response``.
+        kind: ``audio``, ``video``, ``audio_stream_end``, ``text``, ``content``,
+            ``activity_start``, ``activity_end`` or ``tool_response``.
         text: the encoded JSON.
         tool_ids: function call ids answered by a tool response.
+        turn: a user turn (expects an interruption or a generation of its own).
         generation: connection it was last sent on (0: not sent yet).
         index: its index on that connection (1, 2, …).
         sent_at: when it was last sent.
-        held: a tool response kept back until the model re-issues its call.
-        starts_turn: a user turn (clientContent with turnComplete, or realtime text).
-        proof_turn: the server's turn count that proves this turn was read.
+        expects: the evidence that will prove it read: ``"turn"``, ``"tool"`` or ``""``.
+        unconfirmed: a handle arrived that may or may not have covered it.
     """
 
     seq: int
     kind: str
     text: str
     tool_ids: Tuple[str, ...] = ()
+    turn: bool = False
     generation: int = 0
     index: int = 0
     sent_at: Optional[float] = None
-    held: bool = False
-    starts_turn: bool = False
-    proof_turn: Optional[int] = None
+    expects: str = ""
+    unconfirmed: bool = False
 
     @property
     def size(self) -> int:
         return len(self.text)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What one server message means for the session.
+
+    Attributes:
+        owner: ``seq`` of the user turn whose generation the message belongs to.
+        hidden: ids of re-issued tool calls to hide from the application.
+        flush: queued messages may now be sent.
+    """
+
+    owner: Optional[int] = None
+    hidden: FrozenSet[str] = frozenset()
+    flush: bool = False
+
+
+@dataclass
+class Counters:
+    """Cumulative counts of replay outcomes (reported in ``stats()`` and ``Reconnected``)."""
+
+    replayed: int = 0
+    dropped: int = 0
+    unconfirmed: int = 0
+    dropped_tool_ids: List[str] = field(default_factory=list)
 
 
 class SessionProtocol:
@@ -104,48 +174,69 @@ class SessionProtocol:
         max_buffered_messages: int = 1_000,
         handle: Optional[str] = None,
         handle_issued_at: Optional[float] = None,
+        hold_timeout: float = HOLD_TIMEOUT,
     ) -> None:
         self._setup = dict(setup)
         self.transparent = transparent
         self.replay_margin = replay_margin
         self.max_buffered_media = max_buffered_media
         self.max_buffered_messages = max_buffered_messages
+        self.hold_timeout = hold_timeout
         self.state = State.CONNECTING
         self.generation = 0
         self.resumption_handle: Optional[str] = handle
         self.handle_issued_at: Optional[float] = handle_issued_at if handle else None
-        self.setup_complete = False
-        self.generating = False
         self.go_away_deadline: Optional[float] = None
-        self.buffer: Deque[Outbound] = deque()
-        self._index = 0
+        self.tools = ToolLedger()
+        self.counters = Counters()
+        self._tool_evidence = not _non_blocking_tools(self._setup)
+        self._sent: Deque[Outbound] = deque()  # written, not covered by a handle
+        self._queue: Deque[Outbound] = deque()  # not written on this connection yet
+        self._held: Dict[str, Outbound] = {}  # old call id -> response awaiting a re-issue
+        self._evicted: Deque[Tuple[int, float]] = deque()  # sent media gone from the buffer
+        self._evicted_older = 0
         self._seq = 0
         self._media_bytes = 0
         self._messages = 0
-        self._tool_calls: Set[str] = set()
-        self._calls_since_handle: Dict[str, str] = {}  # id -> signature
-        self._forgotten: Dict[str, str] = {}  # signature -> old id
-        self._held: Dict[str, Outbound] = {}  # old id -> its response
-        self._renamed: Dict[str, str] = {}  # old id -> new id
-        self._evicted = 0
+        self._in_activity = False
         self._rtts: Deque[float] = deque(maxlen=8)
-        self._turns = 0
-        self.lost_tool_responses: List[str] = []
+        self._reset_connection()
+
+    def _reset_connection(self) -> None:
+        self._index = 0
+        self._proven = 0
+        self._gen = _Gen.IDLE
+        self._owner: Optional[int] = None
+        self._pending: Optional[Outbound] = None  # sent user turn, not proven yet
+        self._owed: Optional[Outbound] = None  # proven by an interruption; no output yet
+        self._tool_wait: Optional[Outbound] = None  # last tool response, awaiting continuation
+        self._blocked_since = 0.0
 
     # Connections.
 
-    def begin_connection(self) -> None:
-        """A new connection is being set up: reset per-connection state."""
-        self.generation += 1
-        self._index = 0
-        self._turns = 0
-        self.state = State.CONNECTING
-        self.setup_complete = False
-        self.generating = False
-        self.go_away_deadline = None
+    def begin_connection(self, *, resume: bool) -> str:
+        """A new connection is being set up; return its ``setup`` message (index 0).
 
-    def setup_message(self, *, resume: bool) -> str:
-        """The ``setup`` message for the connection being set up (index 0)."""
+        Everything sent before and not covered by a handle goes back to the front
+        of the queue, in order. With ``resume``, responses to tool calls the
+        restored session has not seen are held (see :mod:`livesync.tool_ledger`),
+        and evicted media the handle does not cover is counted as dropped.
+        """
+        self._queue.extendleft(reversed(self._sent))
+        self._sent.clear()
+        if resume:
+            forgotten = self.tools.prepare_resume()
+            for entry in self._take(lambda e: bool(set(e.tool_ids) & forgotten)):
+                self.tools.hold(entry.tool_ids)
+                for call_id in entry.tool_ids:
+                    self._held[call_id] = entry
+        self.counters.dropped += len(self._evicted) + self._evicted_older
+        self._evicted.clear()
+        self._evicted_older = 0
+        self.generation += 1
+        self.state = State.CONNECTING
+        self.go_away_deadline = None
+        self._reset_connection()
         setup = dict(self._setup)
         resumption: Dict[str, Any] = {}
         if resume and self.resumption_handle:
@@ -155,207 +246,248 @@ class SessionProtocol:
         setup["sessionResumption"] = resumption
         return encode({"setup": setup})
 
-    def open(self) -> List[Outbound]:
-        """``setupComplete`` arrived: return the buffered messages to (re)send, in order."""
+    def open(self) -> None:
+        """``setupComplete`` arrived: queued messages may be sent (see :meth:`next_to_send`)."""
         self.state = State.OPEN
-        self.setup_complete = True
-        self._evicted = 0
-        return list(self.buffer)
 
-    def prepare_resume(self) -> None:
-        """Before resuming: set aside tool calls and responses the restored session lacks.
+    def begin_rotation(self) -> None:
+        """A planned rotation starts: new sends queue from now on."""
+        self.state = State.CONNECTING
 
-        The calls received since the handle are remembered by signature; their
-        responses are held until the model asks again (see the module docstring).
-        """
-        for call_id, signature in self._calls_since_handle.items():
-            self._forgotten[signature] = call_id
-            self._tool_calls.discard(call_id)
-        forgotten = set(self._calls_since_handle)
-        self._calls_since_handle = {}
-        for entry in self._remove(lambda e: bool(set(e.tool_ids) & forgotten)):
-            for call_id in entry.tool_ids:
-                self._held[call_id] = entry
+    def close(self) -> None:
+        self.state = State.CLOSED
 
-    def start_fresh(self) -> List[Outbound]:
+    def start_fresh(self) -> None:
         """The server refused the handle: forget it and the input it no longer has.
 
-        Returns the dropped entries (messages sent on earlier connections);
-        messages never sent stay queued for the fresh session.
+        Messages sent on earlier connections are dropped (counted); messages never
+        sent stay queued for the fresh session.
         """
         self.resumption_handle = None
         self.handle_issued_at = None
-        self._tool_calls.clear()
-        self._calls_since_handle.clear()
-        self._forgotten.clear()
-        self._renamed.clear()
-        self.lost_tool_responses.extend(self._held)
+        lost = self._take(lambda e: e.sent_at is not None)
+        lost_ids = self.tools.start_fresh()
+        lost_ids += [i for i in self._held if i not in lost_ids]
         self._held.clear()
-        return self._remove(lambda e: e.sent_at is not None)
+        self._count_dropped(len(lost) + len(set(lost_ids)),
+                            [i for e in lost for i in e.tool_ids] + lost_ids)
 
     def observe_rtt(self, seconds: float) -> None:
         """Record a round-trip time (setup → setupComplete, or ping → pong)."""
         self._rtts.append(max(0.0, seconds))
 
     @property
-    def coverage_margin(self) -> float:
-        """Seconds before a handle's arrival that a message must predate to be covered."""
-        return self.replay_margin + 2 * max(self._rtts, default=0.0)
+    def last_seq(self) -> int:
+        """``seq`` of the newest message enqueued."""
+        return self._seq
 
-    def evicted_since_handle(self) -> int:
-        """Media messages evicted from the buffer since the last handle (lost on resume)."""
-        return self._evicted
+    @property
+    def coverage_margin(self) -> float:
+        """Seconds before a handle's arrival that a message without evidence must predate."""
+        return self.replay_margin + 2 * max(self._rtts, default=0.0)
 
     # Sending.
 
-    def enqueue(
-        self, kind: str, text: str, *, tool_ids: Tuple[str, ...] = (), starts_turn: bool = False
-    ) -> Tuple[Outbound, int]:
-        """Buffer a new client message; return it and how many media entries were evicted.
+    def enqueue(self, kind: str, text: str, now: float, *, turn_complete: bool = False,
+                tool_ids: Tuple[str, ...] = ()) -> Optional[Outbound]:
+        """Buffer a new client message; return it when it is to be written now.
+
+        A returned entry is already numbered as sent: write it at once. Otherwise
+        it waits in the queue for :meth:`next_to_send`.
 
         Raises:
-            SendQueueFull: too many non-media messages are waiting for a handle.
+            SendQueueFull: too many non-media messages wait for the server.
         """
         if kind not in MEDIA_KINDS and self._messages >= self.max_buffered_messages:
             raise SendQueueFull(
                 "%d messages are waiting for the server to acknowledge them" % self._messages
             )
         self._seq += 1
-        entry = Outbound(self._seq, kind, text, tool_ids, starts_turn=starts_turn)
-        forgotten = set(self._forgotten.values())
-        if forgotten.intersection(tool_ids):
-            entry.held = True
-            for call_id in tool_ids:
-                self._held[call_id] = entry
-            return entry, 0
-        self.buffer.append(entry)
-        evicted = 0
+        entry = Outbound(self._seq, kind, text, tool_ids, turn=self._is_turn(kind, turn_complete))
+        claimed = None
+        if self.state is State.OPEN and not self._queue and self._may_send(entry, now):
+            claimed = self._claim(entry, now)
+        else:
+            self._queue.append(entry)
         if kind in MEDIA_KINDS:
             self._media_bytes += entry.size
-            evicted = self._evict_media()
+            self._evict_media()
         else:
             self._messages += 1
-        return entry, evicted
+        return claimed
 
-    def sent(self, entry: Outbound, now: float) -> int:
-        """``entry`` was written to the current connection; return its index."""
-        self._index += 1
-        entry.generation = self.generation
-        entry.index = self._index
-        entry.sent_at = now
-        entry.proof_turn = None
-        if entry.starts_turn and not self.generating:
-            entry.proof_turn = self._turns + 1
-        self._tool_calls.difference_update(entry.tool_ids)
-        return self._index
+    def next_to_send(self, now: float) -> Optional[Outbound]:
+        """Claim the next queued message if it may be written now (in order), else None."""
+        if self.state is not State.OPEN or not self._queue:
+            return None
+        if not self._may_send(self._queue[0], now):
+            return None
+        return self._claim(self._queue.popleft(), now)
 
-    def current_call_id(self, call_id: str) -> str:
-        """The id under which the server now knows the call the application saw as ``call_id``."""
-        return self._renamed.get(call_id, call_id)
+    def hold_deadline(self) -> Optional[float]:
+        """When pacing stops waiting for evidence, if a queued message waits for it."""
+        if (self.state is not State.OPEN or not self._queue
+                or self._queue[0].kind not in PACED_KINDS):
+            return None
+        if self._pending is None and self._owed is None:
+            return None
+        return self._blocked_since + self.hold_timeout
+
+    def tool_response(self, responses: Sequence[Dict[str, Any]], now: float
+                      ) -> Optional[Outbound]:
+        """Route a ``toolResponse`` through the tool ledger and buffer what is to be sent.
+
+        Responses for calls the restored session forgot are held until the model
+        asks again; responses for cancelled calls are dropped (counted). Returns
+        the entry to write now, as :meth:`enqueue` does.
+
+        Raises:
+            InvalidConfig: an id is unknown or was answered already (nothing is sent).
+        """
+        route = self.tools.route([r["id"] for r in responses if r.get("id")])
+        hold = [r for r in responses if r.get("id") in route.hold_ids]
+        if hold:
+            ids = tuple(r["id"] for r in hold)
+            entry = Outbound(0, "tool_response", _tool_message(hold), ids)
+            self.tools.hold(ids)
+            for call_id in ids:
+                self._held[call_id] = entry
+        if route.dropped_ids:
+            self._count_dropped(len(route.dropped_ids), list(route.dropped_ids))
+        send = [dict(r, id=self.tools.current_id(r["id"])) if r.get("id") else r
+                for r in responses
+                if not r.get("id") or r["id"] not in route.hold_ids + route.dropped_ids]
+        if not send:
+            return None
+        self.tools.answered(route.send_ids)
+        return self.enqueue("tool_response", _tool_message(send), now, tool_ids=route.send_ids)
 
     # Receiving.
 
-    def receive(self, message: LiveServerMessage, now: float) -> List[Tuple[str, str, Outbound]]:
-        """Update the state from one server message.
-
-        Returns the held tool responses to send again now, as ``(old id, new id,
-        entry)``, when the message re-issues calls the restored session had lost.
-        """
-        resend: List[Tuple[str, str, Outbound]] = []
-        if message.setup_complete is not None:
-            self.setup_complete = True
-        content = message.server_content
-        if content is not None:
-            if content.model_turn is not None or content.output_transcription is not None:
-                self.generating = True
-            if content.turn_complete or content.interrupted:
-                self.generating = False
-            if content.turn_complete:
-                self._turns += 1
-            if content.turn_complete and self._held:
-                # The model finished a turn without asking again: those answers are lost.
-                self.lost_tool_responses.extend(self._held)
-                self._held.clear()
-                self._forgotten.clear()
+    def receive(self, message: LiveServerMessage, now: float) -> Received:
+        """Update the state from one server message (see :class:`Received`)."""
+        owner = self._evidence(message)
+        hidden: List[str] = []
+        flush = False
         if message.tool_call is not None:
             for call in message.tool_call.function_calls or ():
-                if call.id:
-                    resend.extend(self._tool_call(call))
+                hide, resend = self.tools.on_call(call)
+                if hide and call.id:
+                    hidden.append(call.id)
+                if resend is not None:
+                    flush |= self._resend_held(resend)
         if message.tool_call_cancellation is not None:
-            for call_id in message.tool_call_cancellation.ids or ():
-                self._tool_calls.discard(call_id)
+            self._cancel(message.tool_call_cancellation.ids or ())
+        content = message.server_content
+        if content is not None and content.turn_complete:
+            lost = self.tools.on_turn_complete()
+            if lost:
+                self._count_dropped(len(lost), lost)
+                gone = {id(self._held.pop(i)) for i in lost if i in self._held}
+                self._held = {i: e for i, e in self._held.items() if id(e) not in gone}
         if message.go_away is not None:
             left = message.go_away.time_left
             self.go_away_deadline = now + (left.total_seconds() if left is not None else 0.0)
         update = message.session_resumption_update
         if update is not None:
             self._resumption_update(update, now)
-        return resend
+        if self._queue and self.state is State.OPEN:
+            flush = flush or self._may_send(self._queue[0], now)
+        return Received(owner, frozenset(hidden), flush)
 
-    def is_reissue(self, call_id: str) -> bool:
-        """Whether ``call_id`` re-issues a call the application already saw."""
-        return call_id in self._renamed.values()
+    def _evidence(self, message: LiveServerMessage) -> Optional[int]:
+        """Advance the generation state; prove what the message proves; return its owner."""
+        content = message.server_content
+        if content is None and message.tool_call is None:
+            return None
+        if content is not None and content.interrupted:
+            return self._interrupted(bool(content.turn_complete))
+        produces = message.tool_call is not None or content is not None and (
+            content.model_turn is not None or content.output_transcription is not None
+            or bool(content.generation_complete))
+        ends = content is not None and bool(content.turn_complete)
+        if not (produces or ends):
+            return None
+        if self._gen is _Gen.ACTIVE:
+            if self._tool_wait is not None:
+                self._prove(self._tool_wait)
+                self._tool_wait = None
+        elif not (self._gen is _Gen.CUT and not produces):
+            self._start_generation()
+        owner = self._owner
+        if ends:
+            self._gen = _Gen.IDLE
+            self._tool_wait = None
+        return owner
 
-    def _tool_call(self, call: FunctionCall) -> List[Tuple[str, str, Outbound]]:
-        assert call.id is not None
-        signature = json.dumps([call.name, call.args], sort_keys=True, default=str)
-        self._calls_since_handle[call.id] = signature
-        old = self._forgotten.pop(signature, None)
-        if old is None:
-            self._tool_calls.add(call.id)
-            return []
-        self._renamed[old] = call.id
-        held = self._held.pop(old, None)
-        if held is None:
-            self._tool_calls.add(call.id)
-            return []
-        return [(old, call.id, held)]
+    def _interrupted(self, ends: bool) -> Optional[int]:
+        owner = self._owner
+        if self._pending is not None:  # the barge-in that cut the generation was read
+            self._prove(self._pending)
+            self._owed, self._pending = self._pending, None
+        self._gen = _Gen.IDLE if ends else _Gen.CUT
+        self._tool_wait = None
+        return owner
+
+    def _start_generation(self) -> None:
+        starter = self._owed or self._pending
+        if self._pending is not None:
+            self._prove(self._pending)
+        self._owed = self._pending = None
+        self._owner = starter.seq if starter is not None else None
+        self._gen = _Gen.ACTIVE
+
+    def _prove(self, entry: Outbound) -> None:
+        if entry.generation == self.generation:
+            self._proven = max(self._proven, entry.index)
 
     def _resumption_update(self, update: SessionResumptionUpdate, now: float) -> None:
         if not (update.resumable and update.new_handle):
             return
         self.resumption_handle = update.new_handle
         self.handle_issued_at = now
-        self._evicted = 0
-        self._calls_since_handle = {}
-        generation = self.generation
+        self.tools.on_handle()
         acked = update.last_consumed_client_message_index
         if acked is not None:
-            self._remove(lambda e: e.generation == generation and 0 < e.index <= acked)
-        else:
-            cutoff = now - self.coverage_margin
-            turns = self._turns
-            self._remove(
-                lambda e: e.generation == generation
-                and e.sent_at is not None
-                and (e.sent_at <= cutoff or (e.proof_turn is not None and turns >= e.proof_turn))
-            )
+            self._take(lambda e: 0 < e.index <= acked, sent=True)
+            self._prune_evicted(lambda index, _: index <= acked)
+            return
+        proven, cutoff = self._proven, now - self.coverage_margin
+        limit = min((e.index for e in self._sent if e.expects and e.index > proven),
+                    default=self._index + 1)
+
+        def timed(index: int, sent_at: float) -> bool:
+            return index <= proven or index < limit and sent_at <= cutoff
+
+        self._take(lambda e: e.index <= proven or not e.expects and timed(e.index, e.sent_at or 0),
+                   sent=True)
+        for entry in self._sent:
+            if entry.index < limit and not entry.expects:
+                entry.unconfirmed = True
+        self._prune_evicted(timed)
 
     # Decisions.
 
     @property
-    def pending_tool_calls(self) -> Set[str]:
-        """Ids of tool calls the client has not answered yet."""
-        return set(self._tool_calls)
+    def idle(self) -> bool:
+        """No generation in flight and no user turn waiting to be answered."""
+        return (self._gen is _Gen.IDLE and self._pending is None and self._owed is None
+                and not any(e.turn for e in self._queue))
 
-    def renamed_response(self, entry: Outbound, old: str, new: str) -> Outbound:
-        """A copy of tool response ``entry`` answering call ``new`` instead of ``old``."""
-        message = json.loads(entry.text)
-        for response in message["toolResponse"]["functionResponses"]:
-            if response.get("id") == old:
-                response["id"] = new
-        ids = tuple(new if i == old else i for i in entry.tool_ids)
-        return Outbound(0, "tool_response", encode(message), ids)
+    @property
+    def pending_tool_calls(self) -> FrozenSet[str]:
+        """Ids of tool calls the client has not answered yet."""
+        return frozenset(self.tools.open_ids)
 
     def safe_to_rotate(self) -> bool:
-        """No generation or tool call in flight, and a handle covers every message sent."""
+        """Idle model, no open tool call, nothing queued, only media uncovered."""
         return (
             self.state is State.OPEN
             and self.resumption_handle is not None
-            and not self.generating
-            and not self._tool_calls
-            and not self._held
-            and not self.buffer
+            and self._gen is _Gen.IDLE
+            and self._pending is None and self._owed is None
+            and not self.tools.open_ids and not self._held
+            and not self._queue and self._messages == 0
         )
 
     def rotation_due(self, now: float, lead: float) -> bool:
@@ -366,25 +498,129 @@ class SessionProtocol:
 
     # Internals.
 
-    def _evict_media(self) -> int:
-        evicted = 0
+    def _is_turn(self, kind: str, turn_complete: bool) -> bool:
+        if kind == "activity_start":
+            self._in_activity = True
+        elif kind == "activity_end":
+            self._in_activity = False
+            return True
+        return kind == "content" and turn_complete or kind == "text" and not self._in_activity
+
+    def _may_send(self, entry: Outbound, now: float) -> bool:
+        if self.transparent or entry.kind not in PACED_KINDS:
+            return True
+        if self._pending is None and self._owed is None:
+            return True
+        if now < self._blocked_since + self.hold_timeout:
+            return False
+        self._pending = self._owed = None  # no evidence came: stop waiting for it
+        return True
+
+    def _claim(self, entry: Outbound, now: float) -> Outbound:
+        if entry.sent_at is not None:
+            self.counters.replayed += 1
+            if entry.unconfirmed:
+                self.counters.unconfirmed += 1
+        self._index += 1
+        entry.generation, entry.index, entry.sent_at = self.generation, self._index, now
+        entry.unconfirmed = False
+        entry.expects = ""
+        if entry.turn:
+            entry.expects = "turn"
+            self._pending = entry
+            self._blocked_since = now
+        elif (entry.kind == "tool_response" and self._tool_evidence and entry.tool_ids
+              and not self.tools.open_ids):
+            entry.expects = "tool"
+            self._tool_wait = entry
+        self._sent.append(entry)
+        return entry
+
+    def _resend_held(self, old: str) -> bool:
+        """Queue the held response of ``old`` once the model re-issued all its calls."""
+        entry = self._held.get(old)
+        if entry is None or any(self.tools.current_id(i) == i for i in entry.tool_ids):
+            return False
+        for call_id in entry.tool_ids:
+            self._held.pop(call_id, None)
+        message = json.loads(entry.text)
+        for response in message["toolResponse"]["functionResponses"]:
+            if response.get("id"):
+                response["id"] = self.tools.current_id(response["id"])
+        ids = tuple(self.tools.current_id(i) for i in entry.tool_ids)
+        self._seq += 1
+        self._queue.append(Outbound(self._seq, "tool_response", encode(message), ids))
+        self._messages += 1
+        return True
+
+    def _cancel(self, ids: Sequence[str]) -> None:
+        """``toolCallCancellation``: responses to these calls are never sent (again)."""
+        self.tools.on_cancel(ids)
+        cancelled = set(ids)
+        for entry in self._take(lambda e: bool(set(e.tool_ids) & cancelled)):
+            if entry.sent_at is None or entry.generation != self.generation:
+                self._count_dropped(1, list(entry.tool_ids))
+            if entry is self._tool_wait:
+                self._tool_wait = None
+        for call_id in cancelled & set(self._held):
+            self._count_dropped(1, [call_id])
+            del self._held[call_id]
+
+    def _count_dropped(self, n: int, tool_ids: List[str]) -> None:
+        self.counters.dropped += n
+        self.counters.dropped_tool_ids.extend(tool_ids)
+
+    def _evict_media(self) -> None:
         while self._media_bytes > self.max_buffered_media:
-            victim = next((e for e in self.buffer if e.kind in MEDIA_KINDS), None)
+            victim = next((e for e in self._sent if e.kind in MEDIA_KINDS), None)
+            where = self._sent
+            if victim is None:
+                victim = next((e for e in self._queue if e.kind in MEDIA_KINDS), None)
+                where = self._queue
             if victim is None:  # pragma: no cover - media bytes imply a media entry
                 break
-            self.buffer.remove(victim)
+            where.remove(victim)
             self._media_bytes -= victim.size
-            evicted += 1
-        self._evicted += evicted
-        return evicted
+            if where is self._queue and victim.sent_at is None:
+                self.counters.dropped += 1  # never sent: lost now
+            elif where is self._queue:
+                self.counters.dropped += 1  # sent on an older connection, not replayable
+            else:
+                self._evicted.append((victim.index, victim.sent_at or 0.0))
+                if len(self._evicted) > MAX_EVICTED:
+                    self._evicted.popleft()
+                    self._evicted_older += 1
 
-    def _remove(self, predicate: Any) -> List[Outbound]:
-        removed = [e for e in self.buffer if predicate(e)]
-        if removed:
-            self.buffer = deque(e for e in self.buffer if not predicate(e))
-            for e in removed:
-                if e.kind in MEDIA_KINDS:
-                    self._media_bytes -= e.size
-                else:
-                    self._messages -= 1
-        return removed
+    def _prune_evicted(self, covered: Any) -> None:
+        while self._evicted and covered(*self._evicted[0]):
+            self._evicted_older = 0  # older than a covered entry: covered too
+            self._evicted.popleft()
+
+    def _take(self, predicate: Any, *, sent: bool = False) -> List[Outbound]:
+        """Remove and return the buffered entries matching ``predicate``."""
+        taken: List[Outbound] = []
+        for buffer in (self._sent,) if sent else (self._sent, self._queue):
+            kept: Deque[Outbound] = deque()
+            for entry in buffer:
+                (taken if predicate(entry) else kept).append(entry)
+            buffer.clear()
+            buffer.extend(kept)
+        for entry in taken:
+            if entry.kind in MEDIA_KINDS:
+                self._media_bytes -= entry.size
+            else:
+                self._messages -= 1
+        return taken
+
+
+def _tool_message(responses: Sequence[Dict[str, Any]]) -> str:
+    return encode({"toolResponse": {"functionResponses": list(responses)}})
+
+
+def _non_blocking_tools(setup: Mapping[str, Any]) -> bool:
+    """Whether a declared function is NON_BLOCKING (the model talks while it runs)."""
+    for tool in setup.get("tools") or ():
+        for decl in (tool or {}).get("functionDeclarations") or ():
+            if (decl or {}).get("behavior") == "NON_BLOCKING":
+                return True
+    return False

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import statistics
 import threading
@@ -32,6 +33,7 @@ from typing import (
     Callable,
     Deque,
     Dict,
+    FrozenSet,
     Iterator,
     List,
     Mapping,
@@ -42,7 +44,7 @@ from typing import (
 )
 
 from . import _codec
-from ._dispatch import Callbacks, Dispatcher, collect_turn
+from ._dispatch import Callbacks, Delivery, Dispatcher, collect_turn
 from ._transport import Close, ConnectionLost, Transport, TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn
 from .exceptions import (
@@ -59,7 +61,7 @@ from .exceptions import (
     SessionClosedOK,
     SetupRejected,
 )
-from .protocol import MEDIA_KINDS, Outbound, SessionProtocol, State
+from .protocol import MEDIA_KINDS, Outbound, SessionProtocol
 from .reconnect import Action, Outcome, ReconnectPolicy, classify
 from .store import HandleStore, StoredHandle
 from .types import Blob, Content, FunctionResponse, LiveServerMessage, ToolCall
@@ -187,7 +189,9 @@ class Session:
         self._counters: Dict[str, int] = dict.fromkeys(
             ("connections", "messages_in", "bytes_in", "messages_out", "bytes_out",
              "protocol_errors", "rotations_planned", "rotations_unplanned",
-             "resumed", "fresh", "replayed", "dropped"), 0)
+             "resumed", "fresh"), 0)
+        self._reported = (0, 0, 0)  # protocol's replayed, dropped, unconfirmed at the last report
+        self._loss_logged = (0, 0.0)  # dropped count and time of the last loss WARNING
         self._gaps: Deque[float] = deque(maxlen=1000)
         self._last_close_code: Optional[int] = None
         self._started_at = time.monotonic()
@@ -197,19 +201,16 @@ class Session:
         self._delays: Optional[Iterator[float]] = None
         self._attempts: List[Attempt] = []
         self._codes: List[int] = []
-        self._lost: List[Outbound] = []
         self._fresh = False
-        self._replayed = 0
-        self._evicted = 0
+        self._store_due = False  # a new handle waits to be saved (supervisor saves it)
+        self._turn_ended = threading.Event()  # set by the reader when a generation ends
         self._standby: Optional[Transport] = None  # dialed at goAway, used at rotation
         self._supervisor = threading.Thread(
             target=self._supervise, name="livesync-supervisor-%s" % self.id, daemon=True
         )
         self._dispatch = Dispatcher(
             "livesync-dispatch-%s" % self.id, callbacks, self._log,
-            max_receive=max_receive_queue,
-            handlers={"store": self._save_handle, "resend": self._resend},
-            on_callback_error=self._callback_failed,
+            max_receive=max_receive_queue, on_callback_error=self._callback_failed,
         )
 
     def __repr__(self) -> str:
@@ -262,7 +263,7 @@ class Session:
             SendQueueFull: too many messages wait for the server to acknowledge them.
         """
         message = _codec.client_content(turns, turn_complete=turn_complete)
-        self._send("content", _codec.encode(message), starts_turn=turn_complete)
+        self._send("content", _codec.encode(message), turn_complete=turn_complete)
 
     def send_text(self, text: str, *, turn_complete: bool = True) -> None:
         """Send one user text turn as ``clientContent``. Any thread."""
@@ -289,13 +290,10 @@ class Session:
             audio=audio, video=video, text=text, activity_start=activity_start,
             activity_end=activity_end, audio_stream_end=audio_stream_end,
         )
-        if audio is not None:
-            kind = "audio"
-        elif video is not None:
-            kind = "video"
-        else:
-            kind = "text" if text is not None else "activity"
-        self._send(kind, _codec.encode(message), starts_turn=kind == "text")
+        given = (("audio", audio), ("video", video), ("text", text),
+                 ("activity_start", activity_start), ("activity_end", activity_end),
+                 ("audio_stream_end", audio_stream_end))
+        self._send(next(k for k, v in given if v is not None), _codec.encode(message))
 
     def send_audio(self, pcm: bytes, sample_rate: int = 16000) -> None:
         """Send raw 16-bit little-endian mono PCM as realtime audio. Any thread.
@@ -312,48 +310,82 @@ class Session:
         """Answer tool calls with ``toolResponse``. Any thread; never dropped.
 
         If the session moves to a new connection first, the response is replayed
-        there; a response to a call the restored session never saw is dropped and
-        reported in ``Reconnected.dropped_tool_responses`` (the model asks again).
+        there as needed: a response to a call the restored session never saw is
+        held until the model asks again and then sent under the new id, or reported
+        in ``Reconnected.dropped_tool_responses`` if it never does. A response to a
+        call the server cancelled (``toolCallCancellation``) is not sent; it is
+        logged and counted in ``stats().dropped``.
+
+        Raises:
+            InvalidConfig: a response names a call id the session never saw, or one
+                answered already; nothing is sent.
         """
         message = _codec.tool_response(function_responses, vertexai=self._vertexai)
         responses = message["toolResponse"]["functionResponses"]
-        with self._lock:  # answer calls the model re-issued after a resume under their new id
-            for response in responses:
-                if response.get("id"):
-                    response["id"] = self._protocol.current_call_id(response["id"])
-        ids = tuple(r["id"] for r in responses if r.get("id"))
-        self._send("tool_response", _codec.encode(message), tool_ids=ids)
-
-    def _send(self, kind: str, text: str, *, tool_ids: Tuple[str, ...] = (),
-              starts_turn: bool = False) -> None:
         with self._send_lock:
             with self._lock:
                 if self._closing.is_set():
                     raise self._closed_exception()
-                entry, evicted = self._protocol.enqueue(
-                    kind, text, tool_ids=tool_ids, starts_turn=starts_turn)
-                conn = self._conn if self._protocol.state is State.OPEN else None
+                dropped = self._protocol.counters.dropped
+                entry = self._protocol.tool_response(responses, time.monotonic())
+                conn = self._conn
+                dropped = self._protocol.counters.dropped - dropped
+            if dropped:
+                self._log.warning("not sending %d tool responses: the server cancelled "
+                                  "those calls", dropped)
+            if entry is not None and conn is not None:
+                self._write(conn, entry)
+
+    def _send(self, kind: str, text: str, *, turn_complete: bool = False,
+              claim: Optional[Callable[[int], None]] = None) -> None:
+        """Buffer one message and write it now unless it must wait (any thread).
+
+        ``claim(seq)`` runs under the lock before the message can be written
+        (``ask()`` uses it to recognise the answer).
+        """
+        with self._send_lock:
+            with self._lock:
+                if self._closing.is_set():
+                    raise self._closed_exception()
+                dropped = self._protocol.counters.dropped
+                entry = self._protocol.enqueue(kind, text, time.monotonic(),
+                                               turn_complete=turn_complete)
+                if claim is not None:
+                    claim(self._protocol.last_seq)
+                conn = self._conn
+                lost = self._protocol.counters.dropped > dropped
                 if kind in MEDIA_KINDS:
                     self._media_since.setdefault(kind, time.monotonic())
-            if evicted:
-                self._log.warning("dropped %d buffered media messages (buffer full)", evicted)
-            if conn is not None and not entry.held:
+            if lost:
+                self._warn_loss()
+            if entry is not None and conn is not None:
                 self._write(conn, entry)
 
     def _write(self, conn: _Connection, entry: Outbound) -> bool:
-        """Write ``entry`` on ``conn``; with ``_send_lock`` held. False if the write failed."""
+        """Write ``entry`` (numbered by the protocol) on ``conn``; with ``_send_lock``
+        held. False if the write failed (the reader then reports the loss)."""
         try:
             size = conn.transport.send_text(entry.text)
         except ConnectionLost:
-            conn.transport.abort()  # the reader sees it and reports the loss
+            conn.transport.abort()
             return False
         with self._lock:
-            index = self._protocol.sent(entry, time.monotonic())
             self._counters["messages_out"] += 1
             self._counters["bytes_out"] += size
         if self._debug:
-            self._log.debug("> %s #%d (%d bytes)", entry.kind, index, size)
+            self._log.debug("> %s #%d (%d bytes)", entry.kind, entry.index, size)
         return True
+
+    def _warn_loss(self) -> None:
+        """One WARNING per 10 s at most while queued media is being dropped."""
+        with self._lock:
+            dropped = self._protocol.counters.dropped
+        count, at = self._loss_logged
+        now = time.monotonic()
+        if now - at >= 10.0:
+            self._loss_logged = (dropped, now)
+            self._log.warning("dropped %d queued media messages while disconnected "
+                              "(max_buffered_media reached)", dropped - count)
 
     # Receiving without callbacks.
 
@@ -377,29 +409,82 @@ class Session:
         if isinstance(self._final_error, SessionClosedError):
             raise self._final_error
 
-    def ask(self, text: str, timeout: Optional[float] = 60.0) -> Turn:
-        """Send ``text`` and block until the model's turn is complete; return the :class:`Turn`.
+    def ask(
+        self,
+        text: str,
+        *,
+        timeout: Optional[float] = 60.0,
+        interrupt: bool = False,
+        tools: Optional[Mapping[str, Callable[..., Any]]] = None,
+    ) -> Turn:
+        """Send ``text`` as a user turn and block until the model has answered it.
 
-        Any thread except the dispatcher (do not call it from a callback). One
-        ``ask`` at a time per session; others wait. Coexists with callbacks and
-        ``receive()``, which still see every message. If the connection changes
-        before the answer is complete, the question is replayed on the new one and
-        the partial answer is discarded: the turn holds the complete new answer.
+        Returns the :class:`Turn` that answers ``text``, never another one. If the
+        model is still answering an earlier turn, ``ask`` first waits for that reply
+        to end (within ``timeout``); with ``interrupt=True`` it barges in at once and
+        skips the interrupted reply (``receive()`` and ``on_message`` still get it).
+        One ``ask`` at a time per session; others wait their turn. The answer's
+        messages go to ``on_message`` and into the Turn, not to ``receive()``.
+
+        If the connection changes before the answer is complete, the question is
+        replayed on the new one and the partial answer is discarded: the turn holds
+        the complete new answer.
+
+        Args:
+            text: the question.
+            timeout: seconds for the whole call (waiting, sending, answering);
+                None waits forever.
+            interrupt: barge in on a reply in progress instead of waiting for it.
+            tools: ``{function name: callable}``. When the model calls one of them,
+                ``ask`` calls it with the call's arguments (on this thread) and
+                sends what it returns as the response (a dict as it is, anything
+                else as ``{"result": value}``, an exception as ``{"error": "..."}``).
+
+        Any thread except the dispatcher (do not call it from a callback).
 
         Raises:
-            TimeoutError: the turn did not complete within ``timeout``.
+            TimeoutError: the turn did not complete within ``timeout`` (the message
+                names any tool call still waiting for a response).
+            ToolCallPending: the model called a function that ``tools`` does not
+                cover and no ``on_message`` callback exists that could answer it.
             SessionClosed: the session closed first.
+            InvalidConfig: a bad argument (nothing is sent).
         """
+        if not isinstance(text, str):
+            raise InvalidConfig("text must be a string", field="text")
+        _check_timeout(timeout)
+        if tools is not None and not (isinstance(tools, Mapping) and all(
+                isinstance(k, str) and callable(v) for k, v in tools.items())):
+            raise InvalidConfig("tools must map function names to callables", field="tools")
         if threading.current_thread() is self._dispatch.thread:
             raise InvalidConfig("ask() cannot be called from a callback", field="ask")
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._ask_lock:
-            inbox = self._dispatch.subscribe()
-            try:
-                self.send_text(text)
-                return collect_turn(inbox, deadline, self._closed_exception)
-            finally:
-                self._dispatch.unsubscribe(inbox)
+        if not self._ask_lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError("another ask() did not finish in time")
+        claim = self._dispatch.claim()
+        try:
+            if not interrupt:
+                self._wait_idle(deadline)
+            message = _codec.client_content(text, turn_complete=True)
+            self._send("content", _codec.encode(message), turn_complete=True, claim=claim.take)
+            return collect_turn(claim, deadline, self._closed_exception, tools=tools,
+                                respond=self.send_tool_response,
+                                wait_for_others=self._dispatch.has_on_message)
+        finally:
+            self._dispatch.release(claim)
+            self._ask_lock.release()
+
+    def _wait_idle(self, deadline: Optional[float]) -> None:
+        """Block until no reply is in progress (ask's default)."""
+        while True:
+            self._turn_ended.clear()
+            with self._lock:
+                if self._protocol.idle or self._closing.is_set():
+                    return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError("the reply in progress did not end in time")
+            self._turn_ended.wait(remaining)
 
     # Closing.
 
@@ -448,6 +533,9 @@ class Session:
             issued = self._protocol.handle_issued_at
             handle = self._protocol.resumption_handle
             generation = self._protocol.generation
+            counters = self._protocol.counters
+            c.update(replayed=counters.replayed, dropped=counters.dropped,
+                     unconfirmed=counters.unconfirmed)
         return SessionStats(
             state=self._state, generation=generation, connections=c["connections"],
             messages_in=c["messages_in"], bytes_in=c["bytes_in"],
@@ -463,6 +551,7 @@ class Session:
             replayed=c["replayed"], dropped=c["dropped"],
             receive_dropped=self._dispatch.receive_dropped,
             handle_age=(time.monotonic() - issued) if handle and issued is not None else None,
+            unconfirmed=c["unconfirmed"],
         )
 
     # Start-up (caller's thread).
@@ -553,7 +642,13 @@ class Session:
                     self._protocol.rotation_due(now, lead))
             if due:
                 return "rotate"
+            self._flush(conn)
+            self._save_handle()
             waits = [1.0]
+            with self._lock:
+                hold = self._protocol.hold_deadline()
+            if hold is not None:
+                waits.append(hold - now)
             if deadline is not None:
                 if not conn.standby_tried:
                     conn.standby_tried = True
@@ -626,7 +721,7 @@ class Session:
                 self._log.warning("rotation dial failed (%s); reconnecting", type(exc).__name__)
                 return None
         with self._send_lock, self._lock:
-            self._protocol.state = State.CONNECTING  # sends queue from here on
+            self._protocol.begin_rotation()  # sends queue from here on
         self._end_connection(old, 1000, "rotating")
         self._state = "reconnecting"
         try:
@@ -696,7 +791,7 @@ class Session:
                 raise
             self._log.warning("resumption refused (%s); starting a fresh session", exc.error)
             with self._lock:
-                self._lost.extend(self._protocol.start_fresh())
+                self._protocol.start_fresh()
             self._fresh = True
             return self._connect_once(None, resume=False)
 
@@ -727,11 +822,8 @@ class Session:
         if transport is None:
             transport = self._dial()
         with self._send_lock, self._lock:
-            if resume:
-                self._protocol.prepare_resume()
-            self._protocol.begin_connection()
+            setup = self._protocol.begin_connection(resume=resume)
             conn = _Connection(transport, self._protocol.generation)
-            setup = self._protocol.setup_message(resume=resume)
             self._conn = conn
         conn.reader = threading.Thread(
             target=self._read, args=(conn,), daemon=True,
@@ -749,6 +841,10 @@ class Session:
             self._counters["messages_out"] += 1
             self._counters["bytes_out"] += size
         self._await_setup(conn, deadline)
+        with self._lock:
+            self._protocol.open()
+            conn.opened_at = time.monotonic()
+            self._counters["connections"] += 1
         self._flush(conn)
         return conn
 
@@ -787,18 +883,30 @@ class Session:
                         ConnectTimeout("no setupComplete within %.1fs" % self._open_timeout))
 
     def _flush(self, conn: _Connection) -> None:
-        """Replay buffered messages on the new connection, then open it to new sends."""
+        """Write the queued messages that may go now, in order (supervisor thread):
+        replays after setupComplete, and messages released by pacing."""
         with self._send_lock:
-            with self._lock:
-                self._evicted = self._protocol.evicted_since_handle()
-                entries = self._protocol.open()
-                conn.opened_at = time.monotonic()
-                self._counters["connections"] += 1
-            self._replayed = 0
-            for entry in entries:
-                if not self._write(conn, entry):
-                    break
-                self._replayed += 1
+            while True:
+                with self._lock:
+                    entry = self._protocol.next_to_send(time.monotonic())
+                if entry is None or not self._write(conn, entry):
+                    return
+
+    def _save_handle(self) -> None:
+        """Persist the latest handle in the handle store (supervisor thread)."""
+        if not self._store_due or self._store is None or self._session_key is None:
+            return
+        self._store_due = False
+        with self._lock:
+            handle, issued = self._protocol.resumption_handle, self._protocol.handle_issued_at
+        if handle is None:
+            return
+        age = time.monotonic() - issued if issued is not None else 0.0
+        try:
+            self._store.save(self._session_key, StoredHandle(handle, time.time() - age))
+        except Exception as exc:
+            self._log.warning("handle store failed: %s", type(exc).__name__, exc_info=True)
+            self._dispatch.emit("error", ErrorEvent(exc, None))
 
     def _end_connection(self, conn: _Connection, code: int, reason: str) -> None:
         """Close ``conn`` within ``close_timeout``: close frame, wait for the echo, abort."""
@@ -816,25 +924,24 @@ class Session:
                 since: float) -> None:
         """Count and announce a finished connection change (supervisor thread)."""
         gap = max(0.0, (conn.opened_at - since) * 1000.0) if since else 0.0
-        fresh, replayed = self._fresh, self._replayed
+        fresh, self._fresh = self._fresh, False
         with self._lock:
-            lost_calls = self._protocol.lost_tool_responses
-            self._protocol.lost_tool_responses = []
-        dropped = len(self._lost) + self._evicted + len(lost_calls)
-        dropped_tools = tuple(i for e in self._lost for i in e.tool_ids) + tuple(lost_calls)
-        self._lost, self._fresh, self._evicted = [], False, 0
-        with self._lock:
+            counters = self._protocol.counters
+            totals = (counters.replayed, counters.dropped, counters.unconfirmed)
+            dropped_tools = tuple(counters.dropped_tool_ids)
+            counters.dropped_tool_ids.clear()
             self._gaps.append(gap)
             self._counters["rotations_planned" if planned else "rotations_unplanned"] += 1
             self._counters["fresh" if fresh else "resumed"] += 1
-            self._counters["replayed"] += replayed
-            self._counters["dropped"] += dropped
+        replayed, dropped, unconfirmed = (a - b for a, b in zip(totals, self._reported))
+        self._reported = totals
         self._state = "open"
         event = Reconnected(conn.generation, attempts, planned, not fresh, cause, gap,
-                            replayed, dropped, dropped_tools)
-        self._log.info("reconnected (%s, %s): gap %.1f ms, replayed %d, dropped %d",
-                       "planned" if planned else "unplanned",
-                       "resumed" if not fresh else "fresh session", gap, replayed, dropped)
+                            replayed, dropped, dropped_tools, unconfirmed)
+        log = self._log.warning if dropped else self._log.info
+        log("reconnected (%s, %s): gap %.1f ms, replayed %d (%d unconfirmed), dropped %d",
+            "planned" if planned else "unplanned",
+            "resumed" if not fresh else "fresh session", gap, replayed, unconfirmed, dropped)
         self._dispatch.emit("reconnect", event)
 
     def _teardown(self) -> None:
@@ -846,8 +953,9 @@ class Session:
         conn = self._conn
         if conn is not None and not conn.done.is_set():
             self._end_connection(conn, 1000, "")
+        self._save_handle()
         with self._lock:
-            self._protocol.state = State.CLOSED
+            self._protocol.close()
             handle = self._protocol.resumption_handle
         self._state = "closed"
         error = self._final_error
@@ -912,63 +1020,42 @@ class Session:
             self._dispatch.emit("error", ErrorEvent(exc))
             return
         conn.last_message_at = now
-        delivered: Optional[LiveServerMessage] = message
         with self._lock:
             if message.setup_complete is not None:
                 self._protocol.observe_rtt(now - conn.setup_sent_at)
-            resend = self._protocol.receive(message, now)
-            if message.tool_call is not None:
-                delivered = self._hide_reissued_calls(message)
-            lost = self._protocol.lost_tool_responses
-            if lost:
-                self._protocol.lost_tool_responses = []
-                self._counters["dropped"] += len(lost)
+            dropped = self._protocol.counters.dropped
+            received = self._protocol.receive(message, now)
+            lost = self._protocol.counters.dropped - dropped
             self._counters["messages_in"] += 1
             self._counters["bytes_in"] += len(data)
-            handle = self._protocol.resumption_handle
-            issued = self._protocol.handle_issued_at
             rotation_pending = self._protocol.go_away_deadline is not None
-        for old, new, entry in resend:
-            self._dispatch.emit("resend", self._protocol.renamed_response(entry, old, new))
+            idle = self._protocol.idle
         if lost:
             self._log.warning("dropped %d tool responses: the model did not ask again "
-                              "after the session was resumed", len(lost))
+                              "after the session was resumed", lost)
         if self._debug:
             self._log.debug("< %s (%d bytes)", message.kind, len(data))
         if message.go_away is not None:
             conn.go_away = True
             self._log.info("goAway received: %s left", message.go_away.time_left)
+        delivered = _hide_calls(message, received.hidden) if received.hidden else message
         if delivered is not None:
-            self._dispatch.emit("message", delivered)
+            self._dispatch.emit("message", Delivery(delivered, received.owner, conn.generation))
         update = message.session_resumption_update
-        if update is not None and update.resumable and update.new_handle and handle:
-            self._dispatch.emit("store", (handle, issued))
+        wake = received.flush or rotation_pending
+        if update is not None and update.resumable and update.new_handle:
+            self._store_due = self._store is not None
+            wake = wake or self._store_due
+        if idle:
+            self._turn_ended.set()
         if message.setup_complete is not None and not conn.ready.is_set():
             conn.server_session_id = message.setup_complete.session_id
             conn.ready.set()
+            wake = True
+        if wake:  # the supervisor flushes, saves the handle or re-checks for a safe point
             self._wakeup.set()
-        elif rotation_pending:  # the supervisor re-checks for a safe point
-            self._wakeup.set()
 
-    def _hide_reissued_calls(self, message: LiveServerMessage) -> Optional[LiveServerMessage]:
-        """Drop re-issued calls (already delivered under their old id); None if nothing
-        is left to deliver. Lock held."""
-        call = message.tool_call
-        if call is None or not call.function_calls:
-            return message
-        kept = [c for c in call.function_calls if not (c.id and self._protocol.is_reissue(c.id))]
-        if len(kept) == len(call.function_calls):
-            return message
-        if kept:
-            return dataclasses.replace(message, tool_call=ToolCall(function_calls=kept))
-        rest = dataclasses.replace(message, tool_call=None)
-        return None if rest.kind == "unknown" and not rest.unknown else rest
-
-    # Dispatcher thread (handlers and hooks run by the Dispatcher).
-
-    def _resend(self, entry: Outbound) -> None:
-        self._log.info("answering a re-issued tool call with the held response")
-        self._send("tool_response", entry.text, tool_ids=entry.tool_ids)
+    # Dispatcher thread (hooks run by the Dispatcher).
 
     def _callback_failed(self, name: str, exc: Exception) -> None:
         if self._fail_fast and not self._closing.is_set():
@@ -976,17 +1063,6 @@ class Session:
             error.__cause__ = exc
             self._final_error = error
             self.close(1011, "client callback failed")
-
-    def _save_handle(self, item: Tuple[str, Optional[float]]) -> None:
-        handle, issued = item
-        if self._store is None or self._session_key is None:
-            return
-        age = time.monotonic() - issued if issued is not None else 0.0
-        try:
-            self._store.save(self._session_key, StoredHandle(handle, time.time() - age))
-        except Exception as exc:
-            self._log.warning("handle store failed: %s", type(exc).__name__, exc_info=True)
-            self._dispatch.report_error(ErrorEvent(exc, None))
 
     # Helpers.
 
@@ -996,6 +1072,27 @@ class Session:
             return error
         code, reason = self._close_request
         return SessionClosedOK(code, reason)
+
+
+def _hide_calls(message: LiveServerMessage, hidden: FrozenSet[str]) -> Optional[LiveServerMessage]:
+    """``message`` without the re-issued calls ``hidden`` (already delivered under
+    their old id); None if nothing is left to deliver."""
+    call = message.tool_call
+    assert call is not None and call.function_calls
+    kept = [c for c in call.function_calls if c.id not in hidden]
+    if kept:
+        return dataclasses.replace(message, tool_call=ToolCall(function_calls=kept))
+    rest = dataclasses.replace(message, tool_call=None)
+    return None if rest.kind == "unknown" and not rest.unknown else rest
+
+
+def _check_timeout(timeout: Optional[float]) -> None:
+    if timeout is None:
+        return
+    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+            or not math.isfinite(timeout) or timeout < 0):
+        raise InvalidConfig("timeout must be a finite number of seconds >= 0, or None",
+                            field="timeout")
 
 
 def _attempt(number: int, delay: float, outcome: Outcome) -> Attempt:

@@ -350,11 +350,20 @@ def test_token_provider_is_called_on_every_dial(emulator: Any) -> None:
 def test_file_handle_store_resumes_after_a_restart(emulator: Any, tmp_path: Any) -> None:
     """A new process (here: a new client) resumes the stored session with its history."""
     store = livesync.FileHandleStore(tmp_path / "handles.json")
-    with connect(emulator, handle_store=store, session_key="chat") as first:
+    updates = Recorder()
+    with connect(emulator, handle_store=store, session_key="chat",
+                 on_resumption_update=updates.on_resumption_update) as first:
         first.ask("My name is Ada.", timeout=10 * TIMEOUT)
+        # ask() returns at turnComplete; the handle issued after the turn comes later.
+        # Wait for it (the second resumable update; the first follows setupComplete)
+        # and for the store to hold it.
+        setup_update, turn_update = updates.wait(
+            "on_resumption_update", 2, where=lambda u: u.resumable and bool(u.new_handle))
+        handle = turn_update.new_handle
+        assert handle != setup_update.new_handle
         assert wait_for(lambda: store.load("chat") is not None and
-                        store.load("chat").handle == first.resumption_handle)
-        handle = first.resumption_handle
+                        store.load("chat").handle == handle)
+        assert first.resumption_handle == handle
     rec = Recorder()
     again = livesync.FileHandleStore(tmp_path / "handles.json")
     with connect(emulator, handle_store=again, session_key="chat", on_open=rec.on_open):

@@ -263,11 +263,13 @@ def test_blocking_callback_does_not_stall_reading_pongs_or_goaway(make_emulator:
 
 
 def test_concurrent_sends_arrive_complete_and_in_per_thread_order(emulator: Any) -> None:
-    """1,000 sends from 8 threads all arrive, each thread's in its own order."""
+    """1,000 sends from 8 threads all arrive, each thread's in its own order.
+
+    (Content without turnComplete: user turns are paced one generation at a time.)"""
     with connect(emulator) as session:
         def worker(n: int) -> None:
             for i in range(125):
-                session.send_realtime_input(text="t%d-%d" % (n, i))
+                session.send_client_content(turns="t%d-%d" % (n, i), turn_complete=False)
 
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
         for t in threads:
@@ -275,8 +277,8 @@ def test_concurrent_sends_arrive_complete_and_in_per_thread_order(emulator: Any)
         for t in threads:
             t.join()
         assert wait_for(lambda: len(client_messages(emulator.connections[0])) >= 1000, 20 * TIMEOUT)
-    texts = [p["realtimeInput"]["text"] for p in sent_payloads(emulator)
-             if "realtimeInput" in p]
+    texts = [p["clientContent"]["turns"][0]["parts"][0]["text"] for p in sent_payloads(emulator)
+             if "clientContent" in p]
     assert len(texts) == 1000
     for n in range(8):
         mine = [t for t in texts if t.startswith("t%d-" % n)]

@@ -1,16 +1,18 @@
-"""The sans-I/O session state: handle ledger, replay buffer, rotation decisions."""
+"""The sans-I/O session state: handle ledger, evidence-based replay, pacing, tool ledger."""
 
 from __future__ import annotations
 
 import json
+from typing import List
 
 import pytest
 
-from livesync import SendQueueFull, parse_server_message
-from livesync.protocol import SessionProtocol, State
+from livesync import InvalidConfig, SendQueueFull, parse_server_message
+from livesync.protocol import Outbound, SessionProtocol, State
 
 HANDLE_A = "Cig0ZDR1OTViNHVjOWh6aGJvMmhwdWk3NzJiZWRwYW91bnNtajgxZHN1"
 HANDLE_B = "CihyNDg4aGJvMmhwdWk3NzJiZWRwYW91bnNtajgxZHN1cnN0dXZ3eHl6"
+TEXT = {"modelTurn": {"parts": [{"text": "Hello"}]}}
 
 
 def msg(obj: dict):
@@ -28,257 +30,348 @@ def update(handle=None, resumable=False, index=None):
     return msg({"sessionResumptionUpdate": body})
 
 
+def handle(p: SessionProtocol, value: str = HANDLE_A, now: float = 10.0) -> None:
+    p.receive(update(value, resumable=True), now)
+
+
+def content(**fields) -> object:
+    return msg({"serverContent": fields})
+
+
+def output(p: SessionProtocol, now: float = 1.0):
+    return p.receive(content(**TEXT), now)
+
+
+def end(p: SessionProtocol, now: float = 1.0):
+    return p.receive(content(turnComplete=True), now)
+
+
 def opened(**kwargs) -> SessionProtocol:
     p = SessionProtocol({"model": "models/m"}, **kwargs)
-    p.begin_connection()
-    p.receive(msg({"setupComplete": {}}), 0.0)
-    assert p.open() == []
+    p.begin_connection(resume=False)
+    p.open()
     return p
 
 
-def send(p: SessionProtocol, kind: str, text: str, now: float):
-    entry, _ = p.enqueue(kind, text)
-    p.sent(entry, now)
+def send(p: SessionProtocol, kind: str, text: str = "{}", now: float = 0.0, **kw) -> Outbound:
+    entry = p.enqueue(kind, text, now, **kw)
+    assert entry is not None, "expected %s to be written at once" % kind
     return entry
 
 
+def turn(p: SessionProtocol, text: str = "q", now: float = 0.0) -> Outbound:
+    return send(p, "content", text, now, turn_complete=True)
+
+
+def resume(p: SessionProtocol, now: float = 100.0) -> List[Outbound]:
+    """Reconnect with the latest handle and return what gets (re)sent, in order."""
+    p.begin_connection(resume=True)
+    p.open()
+    written = []
+    while (entry := p.next_to_send(now)) is not None:
+        written.append(entry)
+    return written
+
+
 def test_setup_turns_resumption_on_and_carries_the_handle() -> None:
-    """The first setup has sessionResumption {}; a resume setup carries the handle."""
-    p = SessionProtocol({"model": "models/m"})
-    p.begin_connection()
-    assert json.loads(p.setup_message(resume=False)) == {
-        "setup": {"model": "models/m", "sessionResumption": {}}}
-    p.receive(update(HANDLE_A, True), 1.0)
-    setup = json.loads(p.setup_message(resume=True))["setup"]
-    assert setup["sessionResumption"] == {"handle": HANDLE_A}
+    """setup always asks for resumption and carries the handle only when resuming."""
+    p = SessionProtocol({"model": "models/m"}, handle=HANDLE_A)
+    first = json.loads(p.begin_connection(resume=True))
+    assert first["setup"]["sessionResumption"] == {"handle": HANDLE_A}
+    fresh = json.loads(p.begin_connection(resume=False))
+    assert fresh["setup"]["sessionResumption"] == {}
+    assert p.generation == 2
 
 
 def test_transparent_flag_is_sent() -> None:
-    """Transparent resumption asks for it in every setup."""
+    """Vertex transparent resumption is requested in every setup."""
     p = SessionProtocol({"model": "m"}, transparent=True)
-    assert json.loads(p.setup_message(resume=False))["setup"]["sessionResumption"] == {
+    assert json.loads(p.begin_connection(resume=False))["setup"]["sessionResumption"] == {
         "transparent": True}
 
 
 def test_empty_update_never_erases_a_good_handle() -> None:
-    """{} and resumable-false updates leave the latest resumable handle in place."""
+    """{} and resumable=false updates keep the last good handle."""
     p = opened()
-    p.receive(update(HANDLE_A, True), 1.0)
-    p.receive(update(), 2.0)
-    p.receive(update(HANDLE_B, False), 3.0)
+    handle(p)
+    p.receive(update(), 11.0)
+    p.receive(update(HANDLE_B, resumable=False), 12.0)
     assert p.resumption_handle == HANDLE_A
-    p.receive(update(HANDLE_B, True), 4.0)
-    assert p.resumption_handle == HANDLE_B
-    assert p.handle_issued_at == 4.0
 
 
-def test_handle_covers_messages_sent_before_it_arrived() -> None:
-    """Gemini API: a handle prunes the messages sent before it; later ones stay for replay."""
+def test_a_turn_proven_by_its_answer_is_covered() -> None:
+    """A user turn whose generation started before the handle is not replayed."""
     p = opened()
-    send(p, "text", "a", 1.0)
-    send(p, "audio", "b", 2.0)
-    p.receive(update(HANDLE_A, True), 2.5)
-    later = send(p, "audio", "c", 3.0)
-    assert list(p.buffer) == [later]
+    q = turn(p)
+    assert output(p).owner == q.seq
+    end(p)
+    handle(p, now=0.001)  # however close to the send: evidence, not timing
+    assert resume(p) == []
 
 
-def test_replay_margin_keeps_messages_close_to_the_handle() -> None:
-    """With a replay margin, messages sent just before the handle are still replayed."""
-    p = opened(replay_margin=0.5)
-    send(p, "text", "old", 1.0)
-    recent = send(p, "text", "recent", 2.2)
-    p.receive(update(HANDLE_A, True), 2.5)
-    assert list(p.buffer) == [recent]
+def test_an_unanswered_turn_is_replayed_however_old() -> None:
+    """A turn the server had not read when the handle came (it lags its input) is replayed.
 
-
-def test_message_in_flight_when_the_handle_was_issued_is_not_covered() -> None:
-    """A handle arriving less than 2×RTT after a send may predate it: the send stays buffered."""
+    Issue 7 item 2: the timing rule counted it as covered and lost it."""
     p = opened()
-    p.observe_rtt(0.010)
-    early = send(p, "text", "early", 1.000)
-    in_flight = send(p, "text", "question", 1.995)
-    p.receive(update(HANDLE_A, True), 2.000)
-    assert list(p.buffer) == [in_flight] and early not in p.buffer
-    assert p.coverage_margin == pytest.approx(0.020)
+    turn(p, "first")
+    output(p)
+    turn(p, "second", now=0.5)  # the first one's generation has started: not paced
+    end(p, 1.0)
+    handle(p, now=60.0)  # issued at the first answer's end, before "second" was read
+    assert [e.text for e in resume(p)] == ["second"]
 
 
-def test_turn_sent_while_idle_is_covered_once_the_server_completes_a_turn() -> None:
-    """A question answered by a completed turn is covered by the next handle, however fast."""
+def test_a_barge_in_is_proven_by_the_interruption_it_caused() -> None:
+    """Issue 7 item 1: a turn sent mid-reply is proven by `interrupted`, so the handle
+    after the next answer covers it and it is never replayed (no duplicate)."""
     p = opened()
-    p.observe_rtt(1.0)  # a slow link: time alone would not cover it
-    q, _ = p.enqueue("content", "q", starts_turn=True)
-    p.sent(q, 10.0)
-    p.receive(update(HANDLE_A, True), 10.1)
-    assert list(p.buffer) == [q]  # handle in flight when q was sent
-    p.receive(msg({"serverContent": {"modelTurn": {"parts": [{"text": "a"}]}}}), 10.2)
-    p.receive(msg({"serverContent": {"turnComplete": True}}), 10.3)
-    p.receive(update(HANDLE_B, True), 10.4)
-    assert list(p.buffer) == []
+    first = turn(p, "count")
+    assert output(p).owner == first.seq
+    barge = turn(p, "stop", now=0.1)
+    assert p.receive(content(interrupted=True), 0.2).owner == first.seq
+    assert end(p, 0.2).owner == first.seq  # the bare turnComplete closes the cut generation
+    assert output(p, 0.3).owner == barge.seq
+    end(p, 0.4)
+    handle(p, now=0.4)
+    assert resume(p) == []
 
 
-def test_turn_sent_while_generating_needs_the_time_rule() -> None:
-    """A question sent during a generation is not proven by that generation's turnComplete."""
+def test_turns_are_paced_until_the_previous_generation_started() -> None:
+    """A second turn waits while the first is unproven; output releases it."""
     p = opened()
-    p.observe_rtt(1.0)
-    p.receive(msg({"serverContent": {"modelTurn": {"parts": [{"text": "a"}]}}}), 9.0)
-    q, _ = p.enqueue("content", "q", starts_turn=True)
-    p.sent(q, 10.0)
-    p.receive(msg({"serverContent": {"turnComplete": True}}), 10.3)
-    p.receive(update(HANDLE_B, True), 10.4)
-    assert list(p.buffer) == [q]
+    first = turn(p, "a")
+    assert p.enqueue("content", "b", 0.0, turn_complete=True) is None
+    assert p.enqueue("audio", "pcm", 0.0) is None  # everything after a held turn waits too
+    assert p.hold_deadline() == pytest.approx(5.0)
+    assert p.next_to_send(0.1) is None
+    assert output(p).flush
+    second = p.next_to_send(0.2)
+    assert second is not None and second.text == "b" and second.index == first.index + 1
+    assert p.next_to_send(0.2).kind == "audio"
 
 
-def test_transparent_index_prunes_exactly() -> None:
-    """Vertex transparent: entries with index ≤ lastConsumedClientMessageIndex are dropped."""
-    p = opened(transparent=True)
-    entries = [send(p, "audio", str(i), float(i)) for i in range(1, 6)]
-    assert [e.index for e in entries] == [1, 2, 3, 4, 5]
-    p.receive(update(HANDLE_A, True, index=3), 10.0)
-    assert [e.text for e in p.buffer] == ["4", "5"]
-
-
-def test_indices_restart_at_one_per_connection_and_replay_in_order() -> None:
-    """After a reconnect, the buffer is replayed first with indices from 1."""
-    p = opened(transparent=True)
-    for i in range(3):
-        send(p, "audio", str(i), float(i))
-    p.receive(update(HANDLE_A, True, index=1), 5.0)
-    p.begin_connection()
-    replay = p.open()
-    assert [e.text for e in replay] == ["1", "2"]
-    assert [p.sent(e, 6.0) for e in replay] == [1, 2]
-    fresh = send(p, "text", "new", 7.0)
-    assert fresh.index == 3
-    p.receive(update(HANDLE_B, True, index=2), 8.0)
-    assert [e.text for e in p.buffer] == ["new"]
-
-
-def test_media_is_evicted_oldest_first_but_text_never() -> None:
-    """Past max_buffered_media old audio goes; text stays; too much text raises."""
-    p = SessionProtocol({"model": "m"}, max_buffered_media=30, max_buffered_messages=2)
-    p.begin_connection()
-    _, evicted = p.enqueue("audio", "x" * 20)
-    assert evicted == 0
-    p.enqueue("text", "hello")
-    _, evicted = p.enqueue("audio", "y" * 20)
-    assert evicted == 1
-    assert [e.text for e in p.buffer] == ["hello", "y" * 20]
-    assert p.evicted_since_handle() == 1
-    p.enqueue("tool_response", "t")
-    with pytest.raises(SendQueueFull):
-        p.enqueue("content", "one too many")
-
-
-def test_safe_point_needs_idle_model_no_tool_calls_and_a_covering_handle() -> None:
-    """Rotation is safe only with no generation, no pending tool call, an empty buffer."""
+def test_after_an_interruption_the_next_turn_waits_for_the_owed_generation() -> None:
+    """A turn proven by `interrupted` still owes a generation; the next turn waits for it,
+    so it can never cancel that generation before it starts (ambiguous evidence)."""
     p = opened()
-    assert not p.safe_to_rotate()  # no handle yet
-    p.receive(update(HANDLE_A, True), 1.0)
-    assert p.safe_to_rotate()
-    send(p, "text", "q", 2.0)
-    assert not p.safe_to_rotate()
-    p.receive(msg({"serverContent": {"modelTurn": {"parts": [{"text": "a"}]}}}), 2.1)
-    p.receive(update(), 2.2)
-    assert p.generating and not p.safe_to_rotate()
-    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "f"}]}}), 2.3)
-    p.receive(msg({"serverContent": {"turnComplete": True}}), 2.4)
-    p.receive(update(HANDLE_B, True), 2.5)
-    assert p.pending_tool_calls == {"c1"} and not p.safe_to_rotate()
-    entry, _ = p.enqueue("tool_response", "r", tool_ids=("c1",))
-    p.sent(entry, 2.6)
-    p.receive(update(HANDLE_A, True), 2.7)
-    assert p.safe_to_rotate()
+    turn(p, "a")
+    output(p)
+    b = turn(p, "b")
+    p.receive(content(interrupted=True), 0.1)
+    end(p, 0.1)
+    assert p.enqueue("content", "c", 0.2, turn_complete=True) is None
+    assert output(p, 0.3).owner == b.seq
+    assert p.next_to_send(0.3).text == "c"
 
 
-def test_go_away_deadline_forces_rotation() -> None:
-    """After goAway, rotation is due at once when safe, else at deadline − lead."""
+def test_pacing_gives_up_after_the_hold_timeout() -> None:
+    """Without evidence, a held turn goes out after hold_timeout."""
+    p = opened(hold_timeout=2.0)
+    turn(p, "a")
+    assert p.enqueue("content", "b", 0.0, turn_complete=True) is None
+    assert p.next_to_send(1.9) is None
+    assert p.next_to_send(2.0).text == "b"
+
+
+def test_no_evidence_input_is_covered_by_time_or_counted_unconfirmed() -> None:
+    """Audio has no evidence: old enough it is covered, close to the handle it is replayed
+    and counted as possibly duplicated."""
+    p = opened(replay_margin=1.0)
+    send(p, "audio", "old", now=0.0)
+    send(p, "audio", "recent", now=9.5)
+    handle(p, now=10.0)
+    replayed = resume(p)
+    assert [e.text for e in replayed] == ["recent"]
+    assert p.counters.unconfirmed == 1 and p.counters.replayed == 1
+
+
+def test_input_after_an_unproven_turn_is_never_covered_by_time() -> None:
+    """By in-order reading, audio sent after an unanswered turn was not read either."""
     p = opened()
-    p.receive(msg({"goAway": {"timeLeft": "10s"}}), 100.0)
-    assert p.go_away_deadline == 110.0
-    send(p, "text", "busy", 101.0)
-    assert not p.rotation_due(101.0, lead=2.0)
-    assert p.rotation_due(108.0, lead=2.0)
-    p.receive(update(HANDLE_A, True), 102.0)
-    assert p.rotation_due(102.0, lead=2.0)
+    turn(p, "q", now=0.0)
+    send(p, "audio", "pcm", now=0.0)
+    handle(p, now=50.0)
+    assert [e.text for e in resume(p)] == ["q", "pcm"]
+    assert p.counters.unconfirmed == 0
 
 
-def test_cancelled_tool_call_is_not_pending() -> None:
-    """toolCallCancellation removes the call from the pending set."""
+def test_a_completing_tool_response_is_proven_by_the_continuation() -> None:
+    """Issue 7 item 3b: the answer to the last open call is covered once the model goes on."""
     p = opened()
-    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "f"}]}}), 1.0)
-    p.receive(msg({"toolCallCancellation": {"ids": ["c1"]}}), 1.1)
-    assert p.pending_tool_calls == set()
+    turn(p, "weather?")
+    call = {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}
+    p.receive(msg({"toolCall": call}), 0.1)
+    response = p.tool_response([{"id": "c1", "name": "w", "response": {"t": 1}}], 0.2)
+    assert response is not None and response.expects == "tool"
+    output(p, 0.3)
+    end(p, 0.3)
+    handle(p, now=0.3)
+    assert resume(p) == [] and p.safe_to_rotate()
 
 
-def call(call_id: str, name: str = "f", **args):
-    return msg({"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args}]}})
+def test_unknown_tool_call_id_is_refused_and_nothing_is_queued() -> None:
+    """Issue 7 item 3c: a response for an id never seen raises, naming the id."""
+    p = opened()
+    with pytest.raises(InvalidConfig, match="nope"):
+        p.tool_response([{"id": "nope", "name": "w", "response": {}}], 0.0)
+    assert resume(p) == []
+
+
+def test_a_cancelled_call_is_never_answered() -> None:
+    """Issue 7 item 3a: responses to cancelled calls are not sent, now or after a resume."""
+    p = opened()
+    turn(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.1)
+    handle(p, now=0.05)
+    p.receive(msg({"toolCallCancellation": {"ids": ["c1"]}}), 0.2)
+    assert p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.3) is None
+    assert p.counters.dropped == 1 and p.counters.dropped_tool_ids == ["c1"]
+    assert all(e.kind != "tool_response" for e in resume(p))
+
+
+def test_a_response_written_before_the_cancellation_is_not_replayed() -> None:
+    """A response already sent when the call is cancelled is withdrawn from the replay buffer."""
+    p = opened()
+    turn(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.1)
+    assert p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.2) is not None
+    p.receive(msg({"toolCallCancellation": {"ids": ["c1"]}}), 0.3)
+    assert all(e.kind != "tool_response" for e in resume(p))
+    assert p.counters.dropped == 0  # it was sent; the server had it or ignored it
 
 
 def test_resume_holds_responses_until_the_model_asks_again() -> None:
-    """A response to a call the restored session never saw is held, then sent to the new id."""
+    """A call received after the handle is forgotten by the restored session: its
+    response is held, then sent under the re-issued id; the re-issue is hidden."""
     p = opened()
-    p.receive(call("old", x=1), 1.0)
-    p.receive(update(HANDLE_A, True), 2.0)
-    p.receive(call("new", x=2), 3.0)
-    kept, _ = p.enqueue("tool_response", "r-old", tool_ids=("old",))
-    body = {"toolResponse": {"functionResponses": [{"id": "new", "name": "f", "response": {}}]}}
-    p.enqueue("tool_response", json.dumps(body), tool_ids=("new",))
-    p.prepare_resume()
-    assert list(p.buffer) == [kept]
-    assert not p.safe_to_rotate()
-    resend = p.receive(call("new-2", x=2), 4.0)
-    assert [(old, new) for old, new, _ in resend] == [("new", "new-2")]
-    assert p.is_reissue("new-2") and not p.is_reissue("old")
-    renamed = p.renamed_response(resend[0][2], "new", "new-2")
-    assert json.loads(renamed.text)["toolResponse"]["functionResponses"][0]["id"] == "new-2"
-    assert renamed.tool_ids == ("new-2",)
+    handle(p, now=0.0)
+    turn(p, "weather?", now=0.1)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "old", "name": "w",
+                                                    "args": {"city": "Paris"}}]}}), 0.2)
+    p.tool_response([{"id": "old", "name": "w", "response": {"t": 18}}], 0.3)
+    replayed = resume(p)
+    assert [e.kind for e in replayed] == ["content"]
+    output(p)  # the replayed question is answered again...
+    received = p.receive(msg({"toolCall": {"functionCalls": [
+        {"id": "new", "name": "w", "args": {"city": "Paris"}}]}}), 1.0)
+    assert received.hidden == {"new"} and received.flush
+    resent = p.next_to_send(1.0)
+    assert json.loads(resent.text)["toolResponse"]["functionResponses"][0]["id"] == "new"
+    assert p.tools.current_id("old") == "new"
 
 
 def test_late_response_to_a_forgotten_call_goes_to_the_new_id() -> None:
-    """If the app answers after the re-issue, its old id maps to the new one."""
+    """A response given after the re-issue, under the old id, is sent under the new one."""
     p = opened()
-    p.receive(update(HANDLE_A, True), 1.0)
-    p.receive(call("c1", city="Paris"), 2.0)
-    p.prepare_resume()
-    assert p.receive(call("c2", city="Paris"), 3.0) == []
-    assert p.current_call_id("c1") == "c2"
-    assert p.pending_tool_calls == {"c2"}
-    assert p.receive(call("c3", city="Rome"), 3.5) == [] and not p.is_reissue("c3")
+    handle(p, now=0.0)
+    turn(p, now=0.1)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "old", "name": "w", "args": {}}]}}), 0.2)
+    resume(p)
+    output(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "new", "name": "w", "args": {}}]}}), 1.0)
+    entry = p.tool_response([{"id": "old", "name": "w", "response": {}}], 1.1)
+    assert entry is not None and entry.tool_ids == ("new",)
 
 
-def test_response_between_resume_and_reissue_is_held() -> None:
-    """Answering a forgotten call before the model re-asks holds the response for the new id."""
+def test_held_response_is_lost_when_the_model_does_not_ask_again() -> None:
+    """The model ends a turn without re-issuing the call: the held response is dropped."""
     p = opened()
-    p.receive(update(HANDLE_A, True), 1.0)
-    p.receive(call("c1"), 2.0)
-    p.prepare_resume()
-    entry, _ = p.enqueue("tool_response", "r", tool_ids=("c1",))
-    assert entry.held and list(p.buffer) == []
-    resend = p.receive(call("c2"), 3.0)
-    assert [(old, new) for old, new, _ in resend] == [("c1", "c2")]
+    handle(p, now=0.0)
+    turn(p, now=0.1)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "old", "name": "w", "args": {}}]}}), 0.2)
+    p.tool_response([{"id": "old", "name": "w", "response": {}}], 0.3)
+    resume(p)
+    output(p)
+    end(p)
+    assert p.counters.dropped == 1 and p.counters.dropped_tool_ids == ["old"]
 
 
-def test_held_response_is_reported_lost_when_the_model_never_asks_again() -> None:
-    """A held response whose call never comes back is reported once the model is idle."""
-    p = opened()
-    p.receive(update(HANDLE_A, True), 1.0)
-    p.receive(call("c1"), 2.0)
-    p.enqueue("tool_response", "r", tool_ids=("c1",))
-    p.prepare_resume()
-    p.receive(update(HANDLE_B, True), 3.0)  # first handle on the new connection: still held
-    assert p.lost_tool_responses == []
-    p.receive(msg({"serverContent": {"turnComplete": True}}), 4.0)
-    assert p.lost_tool_responses == ["c1"]
+def test_sent_media_evicted_is_dropped_only_if_the_resumed_handle_misses_it() -> None:
+    """Issue 7 item 4: eviction on a healthy connection loses nothing; a resume that the
+    handle does not cover counts each evicted chunk once."""
+    p = opened(max_buffered_media=10)
+    for i in range(5):
+        send(p, "audio", "chunk-%d" % i, now=float(i))  # 7 bytes each: one fits
+    assert p.counters.dropped == 0
+    handle(p, now=2.5)  # covers chunks sent at 0, 1, 2 by time
+    resume(p)
+    assert p.counters.dropped == 1  # chunk 3 was evicted and is not covered; 4 is replayed
+
+
+def test_unsent_media_evicted_is_dropped_at_once() -> None:
+    """Media queued while disconnected and evicted is a loss right away."""
+    p = SessionProtocol({"model": "m"}, max_buffered_media=10)
+    p.begin_connection(resume=False)
+    for i in range(3):
+        assert p.enqueue("audio", "chunk-%d" % i, 0.0) is None
+    assert p.counters.dropped == 2
+
+
+def test_text_is_never_evicted_and_overflow_raises() -> None:
+    """Non-media messages are kept; past max_buffered_messages a send raises."""
+    p = SessionProtocol({"model": "m"}, max_buffered_messages=2)
+    p.begin_connection(resume=False)
+    p.enqueue("content", "a", 0.0, turn_complete=False)
+    p.enqueue("content", "b", 0.0, turn_complete=False)
+    with pytest.raises(SendQueueFull):
+        p.enqueue("content", "c", 0.0, turn_complete=False)
+
+
+def test_transparent_index_prunes_exactly() -> None:
+    """Vertex: lastConsumedClientMessageIndex removes exactly the acknowledged messages."""
+    p = opened(transparent=True)
+    for i in range(4):
+        send(p, "audio", "a%d" % i)
+    p.receive(update(HANDLE_A, resumable=True, index=2), 1.0)
+    replayed = resume(p)
+    assert [e.text for e in replayed] == ["a2", "a3"]
+    assert [e.index for e in replayed] == [1, 2]  # indices restart per connection
 
 
 def test_fresh_session_forgets_handle_and_sent_input_keeps_unsent() -> None:
     """A refused resume drops what the lost session had, keeps what was never sent."""
     p = opened()
-    p.receive(update(HANDLE_A, True), 1.0)
-    send(p, "text", "sent", 2.0)
-    p.begin_connection()
-    queued, _ = p.enqueue("text", "queued")
-    dropped = p.start_fresh()
-    assert [e.text for e in dropped] == ["sent"]
-    assert list(p.buffer) == [queued] and p.resumption_handle is None
+    turn(p, "sent")
+    p.begin_connection(resume=True)
+    p.enqueue("content", "queued", 0.0, turn_complete=False)
+    p.start_fresh()
+    assert p.resumption_handle is None and p.counters.dropped == 1
+    p.begin_connection(resume=False)
+    p.open()
+    assert [e.text for e in [p.next_to_send(1.0)]] == ["queued"]
+
+
+def test_safe_point_and_go_away_deadline() -> None:
+    """Rotation waits for an idle model with everything covered, or the deadline."""
+    p = opened()
+    p.receive(msg({"goAway": {"timeLeft": "10s"}}), 0.0)
+    turn(p)
+    output(p)
+    assert not p.rotation_due(1.0, lead=2.0)
+    end(p)
+    assert not p.rotation_due(1.0, lead=2.0)  # no handle covers the turn yet
+    handle(p, now=1.0)
+    assert p.safe_to_rotate() and p.rotation_due(1.0, lead=2.0)
+    send(p, "content", "x", turn_complete=False)
+    assert not p.safe_to_rotate()
+    assert p.rotation_due(8.0, lead=2.0)  # deadline - lead reached
+
+
+def test_media_only_buffer_does_not_block_the_safe_point() -> None:
+    """Uncovered silent audio never postpones a rotation to the deadline."""
+    p = opened()
+    handle(p, now=0.0)
+    send(p, "audio", "pcm", now=0.5)
+    assert p.safe_to_rotate()
+
+
+def test_state_follows_connections() -> None:
+    """CONNECTING until setupComplete, OPEN, CONNECTING again during a rotation."""
+    p = SessionProtocol({"model": "m"})
+    p.begin_connection(resume=False)
     assert p.state is State.CONNECTING
+    p.open()
+    assert p.state is State.OPEN
+    p.begin_rotation()
+    assert p.state is State.CONNECTING and p.enqueue("audio", "x", 0.0) is None

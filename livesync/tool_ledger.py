@@ -1,0 +1,204 @@
+"""The tool-call ledger: which calls are open, answered, cancelled or forgotten (pure).
+
+No I/O, no threads, no clocks: :class:`~livesync.protocol.SessionProtocol` owns
+one and calls it under the session lock; it returns decisions the session
+carries out.
+
+The rules (DESIGN.md §3.6):
+
+- **Open calls.** Every ``toolCall`` id the application was shown is open until
+  the application answers it or the server cancels it (``toolCallCancellation``).
+- **Unknown ids are refused locally.** A response for an id the session never
+  saw raises :class:`~livesync.exceptions.InvalidConfig` naming the id; nothing
+  is sent (the server would end the whole session with 1008).
+- **Cancelled calls are never answered.** A response to a cancelled call is not
+  sent (on this connection or any later one); it is reported as dropped.
+- **Calls across a resume.** The server only issues a resumable handle while the
+  model is idle, so a call received after the handle being resumed is unknown
+  to the restored session. The replayed input makes the model ask again, under a
+  new id. Such calls are remembered by signature (name and arguments); the
+  re-issued call is matched, hidden from the application, and the application's
+  response (held, or given later under the old id) is sent under the new id.
+  If the model ends a turn without asking again, the held response is lost and
+  reported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from .exceptions import InvalidConfig
+from .types import FunctionCall
+
+__all__ = ["ResponseRoute", "ToolLedger"]
+
+#: How many answered or cancelled ids are remembered (to tell "late" from "unknown").
+MEMORY = 1000
+
+
+@dataclass(frozen=True)
+class ResponseRoute:
+    """Where one function response goes.
+
+    Attributes:
+        send_ids: ids to send now (the server's current id of each open call).
+        hold_ids: old ids whose call the restored session forgot; held until re-issued.
+        dropped_ids: ids of cancelled calls; never sent.
+    """
+
+    send_ids: Tuple[str, ...]
+    hold_ids: Tuple[str, ...]
+    dropped_ids: Tuple[str, ...]
+
+
+class ToolLedger:
+    """Open, answered, cancelled and forgotten tool calls of one logical session."""
+
+    def __init__(self) -> None:
+        self._open: Dict[str, str] = {}  # current id -> signature
+        self._since_handle: Dict[str, str] = {}  # ids received since the last handle
+        self._closed: "OrderedDict[str, bool]" = OrderedDict()  # id -> cancelled?
+        self._forgotten: Dict[str, str] = {}  # signature -> old id
+        self._renamed: Dict[str, str] = {}  # old id -> new id
+        self._held: Set[str] = set()  # old ids whose response waits for a re-issue
+
+    # Server events.
+
+    def on_call(self, call: FunctionCall) -> Tuple[bool, Optional[str]]:
+        """A ``toolCall`` arrived. Return ``(hide, resend)``.
+
+        ``hide`` is True when the call re-issues one the application already saw;
+        ``resend`` is then the old id whose held response is to be sent now under
+        the new id (None when the application has not answered yet).
+        """
+        if not call.id:
+            return False, None
+        signature = _signature(call)
+        self._since_handle[call.id] = signature
+        old = self._forgotten.pop(signature, None)
+        if old is None:
+            self._open[call.id] = signature
+            return False, None
+        self._renamed[old] = call.id
+        if old not in self._held:
+            self._open[call.id] = signature
+            return True, None
+        self._held.discard(old)
+        self._remember(call.id, cancelled=False)  # answered by the held response
+        return True, old
+
+    def on_cancel(self, ids: Iterable[str]) -> None:
+        """``toolCallCancellation``: these calls must never be answered."""
+        for call_id in ids:
+            self._open.pop(call_id, None)
+            self._remember(call_id, cancelled=True)
+
+    def on_handle(self) -> None:
+        """A resumable handle arrived: the calls so far are part of the saved session."""
+        self._since_handle = {}
+
+    def on_turn_complete(self) -> List[str]:
+        """The model ended a turn: held responses whose call never came back are lost."""
+        lost = sorted(self._held)
+        self._held.clear()
+        if lost:
+            self._forgotten.clear()
+        return lost
+
+    # Client sends.
+
+    def route(self, ids: Sequence[str]) -> ResponseRoute:
+        """Decide what to do with a response answering ``ids`` (application ids).
+
+        Raises:
+            InvalidConfig: an id was never seen in a ``toolCall`` or was answered
+                already; nothing is sent.
+        """
+        send: List[str] = []
+        hold: List[str] = []
+        dropped: List[str] = []
+        for call_id in ids:
+            current = self._renamed.get(call_id, call_id)
+            if current in self._open:
+                send.append(current)
+            elif call_id in self._forgotten.values():
+                hold.append(call_id)
+            elif self._closed.get(current):
+                dropped.append(call_id)
+            elif current in self._closed:
+                raise InvalidConfig("tool call %s was answered already" % _short(call_id),
+                                    field="function_responses")
+            else:
+                raise InvalidConfig("no tool call with id %s is open" % _short(call_id),
+                                    field="function_responses")
+        return ResponseRoute(tuple(send), tuple(hold), tuple(dropped))
+
+    def answered(self, ids: Iterable[str]) -> None:
+        """The response for ``ids`` (current ids) is on its way."""
+        for call_id in ids:
+            self._open.pop(call_id, None)
+            self._remember(call_id, cancelled=False)
+
+    def hold(self, ids: Iterable[str]) -> None:
+        """A response for forgotten calls ``ids`` (old ids) waits for the re-issue."""
+        self._held.update(ids)
+
+    # Connections.
+
+    def prepare_resume(self) -> Set[str]:
+        """Before resuming: forget the calls received since the handle.
+
+        Returns their ids: responses to them (sent or not) must be held until the
+        model asks again.
+        """
+        forgotten = set(self._since_handle)
+        for call_id, signature in self._since_handle.items():
+            self._forgotten[signature] = call_id
+            self._open.pop(call_id, None)
+        self._since_handle = {}
+        return forgotten
+
+    def start_fresh(self) -> List[str]:
+        """The server refused the handle: every call is gone; return held ids (lost)."""
+        lost = sorted(self._held)
+        self._open.clear()
+        self._since_handle.clear()
+        self._forgotten.clear()
+        self._renamed.clear()
+        self._held.clear()
+        return lost
+
+    # Queries.
+
+    @property
+    def open_ids(self) -> Set[str]:
+        """Ids of calls waiting for an answer (server ids)."""
+        return set(self._open)
+
+    def held(self) -> Set[str]:
+        """Old ids whose responses wait for the model to ask again."""
+        return set(self._held)
+
+    def current_id(self, call_id: str) -> str:
+        """The server's id now for the call the application saw as ``call_id``."""
+        return self._renamed.get(call_id, call_id)
+
+    def is_cancelled(self, call_id: str) -> bool:
+        return bool(self._closed.get(call_id))
+
+    def _remember(self, call_id: str, *, cancelled: bool) -> None:
+        self._closed[call_id] = cancelled or self._closed.get(call_id, False)
+        self._closed.move_to_end(call_id)
+        while len(self._closed) > MEMORY:
+            self._closed.popitem(last=False)
+
+
+def _signature(call: FunctionCall) -> str:
+    return json.dumps([call.name, call.args], sort_keys=True, default=str)
+
+
+def _short(call_id: str) -> str:
+    return repr(call_id if len(call_id) <= 60 else call_id[:57] + "...")
