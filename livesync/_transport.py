@@ -10,19 +10,38 @@ One :class:`Transport` per connection. Threads:
 Never ``ws.close()`` from another thread while the reader is blocked: against a
 silent peer it hangs (DEPENDENCIES.md §1.5). We send the close frame, let the
 reader see the echo, and shut the socket down if it does not come.
+
+Every exception from websocket-client, ssl or socket is translated at one
+boundary, :func:`_boundary`: while dialing into :class:`~livesync.ConnectError`
+and its subclasses (``InvalidStatus``, ``ConnectTimeout``, ``TLSError``), on an
+open connection into :class:`ConnectionLost`. Messages carry a short reason,
+never the URL's query, a header or a payload.
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
+import errno
 import logging
+import math
+import os
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Type, Union
+from urllib.parse import urlsplit, urlunsplit
 
 import websocket
 
-from .exceptions import ConnectError, ConnectTimeout, InvalidStatus, LiveSyncError
+from .exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    InvalidStatus,
+    LiveSyncError,
+    TLSError,
+)
 
 __all__ = ["Close", "ConnectionLost", "Frame", "Transport", "TransportOptions"]
 
@@ -30,6 +49,41 @@ logger = logging.getLogger("livesync.transport")
 
 SENSITIVE_HEADERS = frozenset({"authorization", "x-goog-api-key", "proxy-authorization"})
 MAX_BODY_IN_ERROR = 200
+DIAL = "dial"
+
+#: Foreign exceptions in the words of an error message, checked in order.
+REASONS: Tuple[Tuple[Tuple[Type[Exception], ...], str], ...] = (
+    ((websocket.WebSocketAddressException, socket.gaierror), "name resolution failed"),
+    ((ssl.SSLEOFError, ssl.SSLZeroReturnError), "TLS connection closed"),
+    ((ConnectionRefusedError,), "connection refused"),
+    ((ConnectionResetError,), "connection reset"),
+    ((ConnectionAbortedError,), "connection aborted"),
+    ((BrokenPipeError,), "broken pipe"),
+    ((websocket.WebSocketConnectionClosedException,), "connection closed"),
+    ((websocket.WebSocketProxyException,), "proxy refused the connection"),
+    ((websocket.WebSocketProtocolException,), "protocol error"),
+    ((websocket.WebSocketPayloadException,), "invalid payload"),
+)
+ERRNO_REASONS: Dict[int, str] = {
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+}
+
+#: OpenSSL ``X509_V_ERR_*`` codes, in the words a user can act on.
+VERIFY_REASONS: Dict[int, str] = {
+    2: "unknown CA (issuer certificate not found)",
+    7: "bad certificate signature",
+    9: "certificate not yet valid",
+    10: "certificate expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in the chain (unknown CA)",
+    20: "unknown CA (issuer certificate not found)",
+    21: "unknown CA (leaf signature cannot be verified)",
+    23: "certificate revoked",
+    26: "certificate not valid for a server",
+    62: "hostname mismatch",
+    64: "IP address mismatch",
+}
 
 
 class ConnectionLost(LiveSyncError):
@@ -92,50 +146,49 @@ class Transport:
     ) -> Transport:
         """Dial ``url`` and complete the upgrade within ``timeout`` seconds.
 
+        Any thread; blocks up to ``timeout`` (DNS resolution aside).
+
         Raises:
             InvalidStatus: the server answered the upgrade with an HTTP status.
             ConnectTimeout: TCP, TLS or the upgrade took too long.
-            ConnectError: anything else (DNS, refused, TLS failure, redirect).
+            TLSError: the server's certificate failed verification, or the CA
+                bundle could not be loaded (retrying will not help).
+            ConnectError: anything else (DNS, refused, reset, redirect, ...), with a
+                short reason and never the URL's query or a header.
         """
-        ws = websocket.WebSocket(
-            sslopt=_sslopt(options),
-            skip_utf8_validation=True,
-            enable_multithread=True,
-        )
-        kwargs: Dict[str, Any] = {
-            "header": ["%s: %s" % item for item in headers.items()],
-            "timeout": timeout,
-            "redirect_limit": 0,
-            "suppress_origin": True,
-        }
-        kwargs.update(_proxy_options(options))
-        logger.debug("= dialing %s headers=%s", url, redact_headers(headers))
-        try:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("= dialing %s headers=%s", _shown_url(url), redact_headers(headers))
+        with _boundary(DIAL, timeout):
+            ws = websocket.WebSocket(
+                sslopt=_sslopt(url, options),
+                skip_utf8_validation=True,
+                enable_multithread=True,
+            )
+            kwargs: Dict[str, Any] = {
+                "header": ["%s: %s" % item for item in headers.items()],
+                "timeout": timeout,
+                "redirect_limit": 0,
+                "suppress_origin": True,
+            }
+            kwargs.update(_proxy_options(options))
+            # On failure websocket-client closes the socket itself (WebSocket.connect).
             ws.connect(url, **kwargs)  # type: ignore[no-untyped-call]
-        except websocket.WebSocketBadStatusException as exc:
-            body = exc.resp_body or b""
-            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-            raise InvalidStatus(exc.status_code, text[:MAX_BODY_IN_ERROR]) from exc
-        except (websocket.WebSocketTimeoutException, socket.timeout) as exc:
-            _shutdown(ws)
-            raise ConnectTimeout("timed out after %.1fs connecting" % timeout) from exc
-        except (websocket.WebSocketException, OSError, ValueError) as exc:
-            _shutdown(ws)
-            raise ConnectError("could not connect: %s" % type(exc).__name__) from exc
-        ws.settimeout(options.write_timeout)
+            ws.settimeout(options.write_timeout)
         return cls(ws)
 
     def send_text(self, text: str) -> int:
         """Send one text frame; return its size in bytes. Any thread.
 
+        Blocks up to ``write_timeout``.
+
         Raises:
+            UnicodeEncodeError: ``text`` is not encodable (a lone surrogate); the
+                connection is unaffected. Callers validate text before this.
             ConnectionLost: the frame could not be sent (the connection is unusable).
         """
         data = text.encode("utf-8")
-        try:
+        with _boundary("send failed"):
             self._ws.send(data, websocket.ABNF.OPCODE_TEXT)
-        except (websocket.WebSocketException, OSError, ssl.SSLError) as exc:
-            raise ConnectionLost("send failed: %s" % type(exc).__name__) from exc
         return len(data)
 
     def recv(self) -> Union[Frame, Close, None]:
@@ -146,37 +199,108 @@ class Transport:
         Raises:
             ConnectionLost: the connection dropped without a close frame.
         """
-        try:
-            opcode, data = self._ws.recv_data(control_frame=True)
-        except websocket.WebSocketTimeoutException:
-            return None
-        except (websocket.WebSocketException, OSError, ssl.SSLError, ValueError) as exc:
-            raise ConnectionLost("connection lost: %s" % type(exc).__name__) from exc
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            code, reason = _parse_close(data)
-            _shutdown(self._ws)
-            return Close(code, reason)
+        with _boundary("connection lost"):
+            try:
+                opcode, data = self._ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                return None
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code, reason = _parse_close(data)
+                _shutdown(self._ws)
+                return Close(code, reason)
         if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
             return Frame(data, opcode == websocket.ABNF.OPCODE_BINARY)
         return Frame(data if opcode == websocket.ABNF.OPCODE_PONG else b"", control=True)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping frame. Any thread. Raises ConnectionLost."""
-        try:
+        with _boundary("ping failed"):
             self._ws.ping(payload)
-        except (websocket.WebSocketException, OSError, ssl.SSLError) as exc:
-            raise ConnectionLost("ping failed: %s" % type(exc).__name__) from exc
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame without reading (the reader sees the echo). Any thread."""
         try:
-            self._ws.send_close(code, reason.encode("utf-8")[:123])
-        except (websocket.WebSocketException, OSError, ssl.SSLError) as exc:
-            logger.debug("! close frame not sent: %s", type(exc).__name__)
+            with _boundary("close frame not sent"):
+                self._ws.send_close(code, reason.encode("utf-8")[:123])
+        except ConnectionLost as exc:
+            logger.debug("! %s", exc)
 
     def abort(self) -> None:
         """Shut the TCP socket down, waking a blocked reader. Any thread; idempotent."""
         _shutdown(self._ws)
+
+
+@contextlib.contextmanager
+def _boundary(what: str, timeout: Optional[float] = None) -> Iterator[None]:
+    """Turn every foreign exception raised in the block into a livesync one.
+
+    The one place where websocket-client, ssl and socket errors are translated
+    (httpcore's ``map_exceptions``). ``what`` is :data:`DIAL` while connecting
+    (ConnectError and subclasses, ``timeout`` for the message) and otherwise the
+    prefix of the :class:`ConnectionLost` message ("send failed", ...).
+    KeyboardInterrupt and other BaseExceptions pass through.
+    """
+    try:
+        yield
+    except LiveSyncError:
+        raise
+    except Exception as exc:
+        raise _translate(exc, what, timeout) from exc
+
+
+def _translate(exc: Exception, what: str, timeout: Optional[float]) -> LiveSyncError:
+    """Map one foreign exception; see :func:`_boundary`."""
+    timed_out = isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout,
+                                 TimeoutError))
+    if what != DIAL:
+        return ConnectionLost("%s: %s" % (what, "timed out" if timed_out else _reason(exc)))
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        body = exc.resp_body or b""
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        return InvalidStatus(exc.status_code, text[:MAX_BODY_IN_ERROR],
+                             retry_after=_retry_after(exc.resp_headers))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        reason = VERIFY_REASONS.get(code) or (exc.verify_message or "").lower() or "unknown"
+        return TLSError(reason, verify_code=code)
+    if timed_out:
+        return ConnectTimeout("timed out after %.1fs connecting" % (timeout or 0.0))
+    return ConnectError("could not connect: %s" % _reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    """A short description of ``exc`` that holds no URL, header or payload."""
+    for types, reason in REASONS:
+        if isinstance(exc, types):
+            return reason
+    if isinstance(exc, ssl.SSLError):  # after SSLEOFError; reason is OpenSSL's short code
+        return "TLS error" + (" (%s)" % exc.reason if exc.reason else "")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return ERRNO_REASONS.get(exc.errno) or os.strerror(exc.errno).lower()
+    if isinstance(exc, websocket.WebSocketException):
+        return "WebSocket error"
+    return "unexpected %s" % type(exc).__name__
+
+
+def _retry_after(headers: Optional[Mapping[str, str]]) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = (headers or {}).get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 def _shutdown(ws: websocket.WebSocket) -> None:
@@ -199,13 +323,35 @@ def _parse_close(data: bytes) -> Tuple[Optional[int], str]:
     return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
 
 
-def _sslopt(options: TransportOptions) -> Dict[str, Any]:
+def _sslopt(url: str, options: TransportOptions) -> Dict[str, Any]:
+    """TLS options for websocket-client: our own context, so that a bad CA bundle is
+    a :class:`TLSError` here rather than a WebSocketException to parse later."""
+    if urlsplit(url).scheme.lower() != "wss":
+        return {}
     if not options.verify:
-        return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
-    sslopt: Dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
-    if options.ca_certs:
-        sslopt["ca_certs"] = options.ca_certs
-    return sslopt
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return {"context": context}
+    try:
+        # Verification and hostname checks on; the system store unless ca_certs.
+        context = ssl.create_default_context(cafile=options.ca_certs or None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = "no PEM certificate in it" if isinstance(exc, ssl.SSLError) else _reason(exc)
+        raise TLSError("could not load the CA bundle (ca_certs): %s" % reason) from exc
+    return {"context": context}
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without userinfo, query or fragment, for logs."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    netloc = host + (":%d" % port if port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _proxy_options(options: TransportOptions) -> Dict[str, Any]:

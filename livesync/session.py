@@ -35,7 +35,6 @@ from typing import (
     Dict,
     FrozenSet,
     Iterator,
-    List,
     Mapping,
     Optional,
     Sequence,
@@ -48,7 +47,6 @@ from ._dispatch import Callbacks, Delivery, Dispatcher, collect_turn
 from ._transport import Close, ConnectionLost, Transport, TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn
 from .exceptions import (
-    Attempt,
     ConnectError,
     ConnectTimeout,
     InvalidConfig,
@@ -60,9 +58,10 @@ from .exceptions import (
     SessionClosedError,
     SessionClosedOK,
     SetupRejected,
+    TLSError,
 )
 from .protocol import MEDIA_KINDS, Outbound, SessionProtocol
-from .reconnect import Action, Outcome, ReconnectPolicy, classify
+from .reconnect import Action, Outage, Outcome, ReconnectPolicy, classify
 from .store import HandleStore, StoredHandle
 from .types import Blob, Content, FunctionResponse, LiveServerMessage, ToolCall
 
@@ -106,6 +105,7 @@ class _Connection:
     last_activity: float = field(default_factory=time.monotonic)
     server_session_id: Optional[str] = None
     setup_sent_at: float = 0.0
+    progressed: bool = False
     ping_sent_at: Optional[float] = None
     standby_tried: bool = False
 
@@ -198,9 +198,7 @@ class Session:
         self._media_since: Dict[str, float] = {}
         self._limit_warned: set[str] = set()
         # Reconnection bookkeeping, supervisor thread only.
-        self._delays: Optional[Iterator[float]] = None
-        self._attempts: List[Attempt] = []
-        self._codes: List[int] = []
+        self._outage: Optional[Outage] = None  # the current outage, kept across connections
         self._fresh = False
         self._store_due = False  # a new handle waits to be saved (supervisor saves it)
         self._turn_ended = threading.Event()  # set by the reader when a generation ends
@@ -620,8 +618,10 @@ class Session:
                 self._report(new, attempts=1, planned=True, cause="goAway",
                              since=conn.last_message_at)
                 return new
-        outcome = conn.outcome
         self._end_connection(conn, 1000, "")
+        lived = max(0.0, time.monotonic() - conn.opened_at)
+        outcome = dataclasses.replace(conn.outcome, reached_setup=True, lived=lived,
+                                      progressed=conn.progressed)
         return self._recover(conn, outcome)
 
     def _serve(self, conn: _Connection) -> str:
@@ -725,65 +725,72 @@ class Session:
         self._end_connection(old, 1000, "rotating")
         self._state = "reconnecting"
         try:
-            return self._connect_once(transport, resume=True)
+            return self._resume_or_fresh(transport)
         except _Rejected as exc:
             old.outcome = exc.outcome
             return None
 
     def _recover(self, old: _Connection, outcome: Outcome) -> Optional[_Connection]:
-        """Reconnect after an unexpected end of ``old``; None ends the session."""
+        """Reconnect after an unexpected end of ``old``; None ends the session.
+
+        The :class:`~livesync.reconnect.Outage` decides (backoff, budget, storm);
+        this loop only waits and dials.
+        """
         if self._closing.is_set():
             return None
         self._state = "reconnecting"
-        action = classify(outcome)
-        if action is Action.FATAL or self._policy is None:
+        if classify(outcome) is Action.FATAL or self._policy is None:
             self._final_error = _as_closed(_describe(outcome), outcome)
             self._last_close = (outcome.code, outcome.reason)
             return None
-        planned = action is Action.ROTATE
-        policy = self._policy
-        if self._delays is None or time.monotonic() - old.opened_at >= policy.reset_after:
-            self._delays = policy.delays(self._rng)
-            self._attempts = []
-            self._codes = []
-        self._codes.append(outcome.effective_code)
-        started = time.monotonic()
-        delay = 0.0 if planned else None
+        planned = classify(outcome) is Action.ROTATE
+        now = time.monotonic()
+        outage = (Outage.start(self._policy, outcome, now) if self._outage is None
+                  else self._outage.record(outcome, now))
         while True:
-            if self._storm():
-                return self._give_up("close storm", outcome)
-            if delay is None:
-                delay = next(self._delays, None)
-                if delay is None:
-                    return self._give_up("reconnect attempts exhausted", outcome)
-            if policy.max_elapsed is not None and (
-                    time.monotonic() - started + delay > policy.max_elapsed):
-                return self._give_up("reconnect time budget exhausted", outcome)
-            self._log.info("reconnecting in %.2fs (attempt %d): %s", delay,
-                           len(self._attempts) + 1, outcome.error or "close %s" % outcome.code)
-            if self._closing.wait(delay):
+            outage = self._maybe_fall_back(outage)
+            try:
+                outage = outage.next_attempt(self._rng, time.monotonic())
+            except ReconnectExhausted as exc:
+                return self._give_up(exc)
+            self._log.info("reconnecting in %.2fs (attempt %d): %s", outage.delay,
+                           outage.attempt, _cause(outage.cause))
+            if self._closing.wait(outage.delay):
                 return None
             try:
                 conn = self._resume_or_fresh()
             except _Rejected as exc:
-                self._attempts.append(_attempt(len(self._attempts) + 1, delay, exc.outcome))
-                outcome = exc.outcome
+                outage = outage.record(exc.outcome, time.monotonic())
                 if classify(exc.outcome) is Action.FATAL:
                     self._final_error = _as_closed(exc.error, exc.outcome)
                     return None
-                self._codes.append(exc.outcome.effective_code)
-                delay = None
                 continue
-            self._report(conn, attempts=len(self._attempts) + 1, planned=planned,
-                         cause=outcome.error or "close %s" % outcome.code,
-                         since=old.last_message_at)
+            self._outage = outage
+            self._report(conn, attempts=outage.attempt, planned=planned,
+                         cause=_cause(outage.cause), since=old.last_message_at)
             return conn
 
-    def _resume_or_fresh(self, *, resume: bool = True) -> _Connection:
+    def _maybe_fall_back(self, outage: Outage) -> Outage:
+        """A resume that the server closes right after setupComplete, again and again,
+        is poisoned: fall back per ``on_resume_refused`` once before giving up."""
+        assert self._policy is not None
+        if not outage.storm() or outage.fell_back or self._policy.on_resume_refused != "fresh":
+            return outage
+        with self._lock:
+            if self._protocol.resumption_handle is None:
+                return outage
+            self._protocol.start_fresh()
+        self._fresh = True
+        self._log.warning("the resumed session keeps closing right after setup (%s); "
+                          "starting a fresh session", _cause(outage.cause))
+        return outage.fall_back()
+
+    def _resume_or_fresh(self, transport: Optional[Transport] = None, *,
+                         resume: bool = True) -> _Connection:
         """Connect (resuming if asked); if the server refuses the handle, apply the
         policy: start a fresh session (default) or fail."""
         try:
-            return self._connect_once(None, resume=resume)
+            return self._connect_once(transport, resume=resume)
         except _Rejected as exc:
             if not (resume and self._refused_resume(exc.outcome)):
                 raise
@@ -800,16 +807,10 @@ class Session:
             had_handle = self._protocol.resumption_handle is not None
         return had_handle and outcome.status_code is None and outcome.code in (1007, 1008)
 
-    def _storm(self) -> bool:
-        assert self._policy is not None
-        n = self._policy.storm_threshold
-        return len(self._codes) >= n and len(set(self._codes[-n:])) == 1
-
-    def _give_up(self, why: str, outcome: Outcome) -> Optional[_Connection]:
-        error = ReconnectExhausted(tuple(self._attempts), outcome.code, outcome.reason, why=why)
+    def _give_up(self, error: ReconnectExhausted) -> Optional[_Connection]:
         self._log.warning("%s", error)
         self._final_error = error
-        self._last_close = (outcome.code, outcome.reason)
+        self._last_close = (error.code, error.reason)
         return None
 
     def _connect_once(self, transport: Optional[Transport], *, resume: bool) -> _Connection:
@@ -849,17 +850,29 @@ class Session:
         return conn
 
     def _dial(self) -> Transport:
+        """Dial (or take the standby). Every failure becomes a :class:`_Rejected`
+        with its outcome: this is the one place dial errors are classified."""
         standby = self._take_standby()
         if standby is not None:
             return standby
         try:
             return self._dialer.dial(self._open_timeout)
         except InvalidStatus as exc:
-            raise _Rejected(Outcome(status_code=exc.status_code, error=str(exc)), exc) from exc
+            outcome = Outcome(status_code=exc.status_code, error=str(exc),
+                              retry_after=exc.retry_after)
+            raise _Rejected(outcome, exc) from exc
+        except TLSError as exc:
+            raise _Rejected(Outcome(error=str(exc), fatal=True), exc) from exc
         except ConnectTimeout as exc:
-            raise _Rejected(Outcome(None, "", error="connect timeout"), exc) from exc
-        except ConnectError as exc:
-            raise _Rejected(Outcome(None, "", error=str(exc)), exc) from exc
+            raise _Rejected(Outcome(error="connect timeout"), exc) from exc
+        except InvalidConfig as exc:  # the token_provider returned no token
+            error = ConnectError(str(exc))
+            raise _Rejected(Outcome(error=str(error)), error) from exc
+        except LiveSyncError as exc:
+            raise _Rejected(Outcome(error=str(exc)), exc) from exc
+        except Exception as exc:  # a token_provider that raised
+            error = ConnectError("token_provider raised %s" % type(exc).__name__)
+            raise _Rejected(Outcome(error=str(error)), error) from exc
 
     def _await_setup(self, conn: _Connection, deadline: float) -> None:
         while not conn.ready.is_set():
@@ -1020,6 +1033,8 @@ class Session:
             self._dispatch.emit("error", ErrorEvent(exc))
             return
         conn.last_message_at = now
+        if message.server_content is not None or message.tool_call is not None:
+            conn.progressed = True
         with self._lock:
             if message.setup_complete is not None:
                 self._protocol.observe_rtt(now - conn.setup_sent_at)
@@ -1095,8 +1110,15 @@ def _check_timeout(timeout: Optional[float]) -> None:
                             field="timeout")
 
 
-def _attempt(number: int, delay: float, outcome: Outcome) -> Attempt:
-    return Attempt(number, delay, outcome.code, outcome.status_code, outcome.error)
+def _cause(outcome: Outcome) -> str:
+    """What ended a connection, for ``Reconnected.cause`` and the logs."""
+    if outcome.after_go_away and outcome.code in (None, 1000, 1011):
+        return "goAway"
+    if outcome.code is not None:
+        return ("close %d %s" % (outcome.code, outcome.reason[:120])).strip()
+    if outcome.status_code is not None:
+        return "HTTP %d" % outcome.status_code
+    return outcome.error or "connection lost"
 
 
 def _describe(outcome: Outcome) -> LiveSyncError:

@@ -214,19 +214,53 @@ def test_fatal_codes_are_never_retried(emulator: Any, code: int) -> None:
     assert len(emulator.connections) == 1
 
 
-def test_storm_breaker_stops_a_repeating_close(emulator: Any) -> None:
-    """The same close code again and again ends the session with ReconnectExhausted."""
+def _close_every_connection(emu: Any, rec: Recorder, code: int, reason: str) -> None:
+    """Close each new connection right after its setupComplete until the session ends."""
+    closed_ids: set = set()
+    while not rec.get("on_close"):
+        ready = [c for c in emu.connections if c.open and c.session_id and c.id not in closed_ids]
+        for conn in ready:
+            closed_ids.add(conn.id)
+            emu.close(code, reason, conn=conn)
+        emu.wait_for(lambda: bool(rec.get("on_close")) or any(
+            c.open and c.session_id and c.id not in closed_ids for c in emu.connections))
+
+
+@pytest.mark.parametrize("fallback", ["fresh", "fail"])
+def test_storm_breaker_falls_back_then_gives_up(emulator: Any, fallback: str) -> None:
+    """The same close right after setupComplete again and again is a poisoned resume:
+    with on_resume_refused='fresh' livesync starts a fresh session once, then gives up
+    with ReconnectExhausted; with 'fail' it gives up at once."""
     rec = Recorder()
-    policy = ReconnectPolicy(initial_delay=0.001, max_delay=0.005, storm_threshold=3)
+    policy = ReconnectPolicy(initial_delay=0.001, max_delay=0.005, storm_threshold=3,
+                             on_resume_refused=fallback)
     connect(emulator, reconnect=policy, on_close=rec.on_close)
-    for n in range(1, 4):
-        assert emulator.wait_for(lambda n=n: len(emulator.connections) >= n and
-                                 emulator.connections[n - 1].open)
-        emulator.close(1011, "Internal error encountered.", conn=emulator.connections[n - 1])
+    _close_every_connection(emulator, rec, 1011, "Internal error encountered.")
     closed = rec.wait("on_close")[0]
     assert isinstance(closed.error, ReconnectExhausted)
     assert "storm" in str(closed.error)
-    assert len(emulator.connections) == 3
+    assert closed.code == 1011 and closed.reason == "Internal error encountered."
+    connections = emulator.connections
+    if fallback == "fresh":
+        assert len(connections) == 6
+        assert "handle" not in connections[3].setup["sessionResumption"]
+        assert len(emulator.sessions) == 2
+    else:
+        assert len(connections) == 3
+
+
+def test_separate_recovered_drops_do_not_add_up(emulator: Any) -> None:
+    """Issue 8 item 2: drops each followed by a useful connection never trip the breaker."""
+    rec = Recorder()
+    policy = ReconnectPolicy(initial_delay=0.001, max_delay=0.005, storm_threshold=2)
+    with connect(emulator, reconnect=policy, on_reconnect=rec.on_reconnect,
+                 on_close=rec.on_close) as session:
+        for n in range(1, 6):
+            session.ask("hello %d" % n, timeout=10 * TIMEOUT)  # the connection is useful
+            emulator.close(1011, "Internal error encountered.")
+            rec.wait("on_reconnect", n)
+        assert session.ask("still there?", timeout=10 * TIMEOUT).text
+    assert not rec.get("on_close")[0].error
 
 
 def test_attempts_exhausted_carry_the_history(emulator: Any) -> None:
@@ -415,3 +449,67 @@ def test_connect_with_a_refused_handle_starts_fresh_or_fails(emulator: Any) -> N
         connect(emulator, resumption_handle="Cg-unknown-handle-0123456789abcdef",
                 reconnect=ReconnectPolicy(on_resume_refused="fail"))
     assert info.value.code == 1008
+
+
+def test_an_outage_of_refused_upgrades_is_ridden_out(emulator: Any) -> None:
+    """Issue 8 item 1: seconds of HTTP 503 on every upgrade are an outage, not a storm:
+    the session keeps trying (backoff) and resumes once the server is back."""
+    rec = Recorder()
+    policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, storm_threshold=2)
+    with connect(emulator, reconnect=policy, on_reconnect=rec.on_reconnect) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        emulator.refuse_upgrades_for(4 * TIMEOUT, status=503)
+        emulator.drop()
+        event = rec.wait("on_reconnect", timeout=20 * TIMEOUT)[0]
+        assert event.resumed and event.attempts > 5
+        refused = [u for u in emulator.upgrades if u.status == 503]
+        assert len(refused) >= 5
+        assert session.ask("hello", timeout=10 * TIMEOUT).text
+
+
+def test_retry_after_is_honoured(emulator: Any) -> None:
+    """A 503 with Retry-After makes the next attempt wait at least that long."""
+    rec = Recorder()
+    with connect(emulator, reconnect=FAST, on_reconnect=rec.on_reconnect) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        emulator.refuse_next_upgrade(status=503, retry_after=2 * TIMEOUT)
+        emulator.drop()
+        rec.wait("on_reconnect", timeout=20 * TIMEOUT)
+        accepted = [u for u in emulator.upgrades if u.status == 101]
+        assert len(accepted) == 2
+        connections = emulator.connections
+        assert connections[1].opened_at - connections[0].closed_at >= 2 * TIMEOUT * 0.9
+
+
+def test_a_failing_token_provider_is_retried_during_a_reconnect(emulator: Any) -> None:
+    """Issue 8 item 3: a credential that fails once during a reconnect is retried."""
+    calls: List[int] = []
+
+    def provider() -> str:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("metadata server hiccup")
+        return emulator.api_key
+
+    client = livesync.Client(vertexai=True, project="p", location="us-central1",
+                             token_provider=provider, base_url=emulator.base_url)
+    rec = Recorder()
+    with client.connect(MODEL, config=TEXT, reconnect=FAST, on_reconnect=rec.on_reconnect):
+        emulator.drop()
+        event = rec.wait("on_reconnect")[0]
+    assert event.attempts == 2 and len(calls) == 3
+
+
+@pytest.mark.parametrize("provider", [
+    lambda: (_ for _ in ()).throw(RuntimeError("no credentials")),
+    lambda: None,
+], ids=["raises", "returns-none"])
+def test_a_failing_token_provider_fails_connect_quickly(emulator: Any, provider: Any) -> None:
+    """Issue 8 item 3: connect() raises a ConnectError instead of hanging; no thread leaks."""
+    client = livesync.Client(vertexai=True, project="p", location="us-central1",
+                             token_provider=provider, base_url=emulator.base_url)
+    started = time.monotonic()
+    with pytest.raises(livesync.ConnectError) as info:
+        client.connect(MODEL, config=TEXT, open_timeout=4 * TIMEOUT)
+    assert time.monotonic() - started < 4 * TIMEOUT
+    assert "token_provider" in str(info.value)

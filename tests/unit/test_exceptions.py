@@ -16,6 +16,7 @@ from livesync import (
     SessionClosedOK,
     SetupRejected,
 )
+from livesync.exceptions import ConnectError, TLSError
 
 
 def test_tree_and_builtin_mixins() -> None:
@@ -58,3 +59,29 @@ def test_invalid_config_names_the_field() -> None:
     with pytest.raises(ValueError) as info:
         raise InvalidConfig("bad", field="model")
     assert info.value.field == "model"  # type: ignore[attr-defined]
+
+
+def test_invalid_status_carries_retry_after() -> None:
+    """A refused upgrade keeps the server's Retry-After apart from the message."""
+    status = InvalidStatus(503, "overloaded", retry_after=12.0)
+    assert status.retry_after == 12.0
+    assert InvalidStatus(503).retry_after is None
+    assert str(status) == "server rejected WebSocket connection: HTTP 503: overloaded"
+
+
+def test_tls_error_says_why() -> None:
+    """A TLS failure is a ConnectError whose message names the reason."""
+    error = TLSError("hostname mismatch", verify_code=62)
+    assert isinstance(error, ConnectError) and not isinstance(error, TimeoutError)
+    assert (error.reason, error.verify_code) == ("hostname mismatch", 62)
+    assert str(error) == "certificate verification failed: hostname mismatch"
+    bundle = TLSError("could not load the CA bundle (ca_certs): no such file or directory")
+    assert str(bundle) == ("TLS setup failed: could not load the CA bundle (ca_certs): "
+                           "no such file or directory")
+
+
+def test_attempt_is_backwards_compatible() -> None:
+    """Attempt still takes its first fields positionally; reason and retry_after default."""
+    attempt = Attempt(1, 0.5, 1011, None, "closed")
+    assert (attempt.reason, attempt.retry_after) == ("", None)
+    assert Attempt(2, 0.0, status_code=429, retry_after=3.0).retry_after == 3.0
