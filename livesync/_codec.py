@@ -417,8 +417,21 @@ def _to_wire(value: Any) -> Any:
 
 
 def encode(message: Mapping[str, Any]) -> str:
-    """Serialize a client message as compact JSON text (UTF-8, not ASCII-escaped)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    """Serialize a client message as compact JSON text (UTF-8, not ASCII-escaped).
+
+    Raises:
+        InvalidConfig: the text holds a lone surrogate (it cannot be sent as UTF-8).
+            The message says where, never what the text is.
+    """
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidConfig(
+                "text cannot be encoded as UTF-8 (a lone surrogate at character %d of the "
+                "message)" % exc.start, field="text") from None
+    return text
 
 
 # --- config coercion -----------------------------------------------------------------

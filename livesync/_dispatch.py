@@ -27,8 +27,8 @@ from .types import FunctionCall, FunctionResponse, LiveServerMessage, UsageMetad
 
 __all__ = ["Callbacks", "Claim", "Delivery", "Dispatcher", "collect_turn"]
 
-#: Warn when the dispatcher falls this many events behind.
-HIGH_WATER = 1000
+#: Seconds between two back-pressure warnings.
+WARN_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,13 @@ class Delivery:
         message: the message.
         owner: ``seq`` of the user turn whose generation it belongs to, if known.
         generation: the connection it arrived on.
+        size: its size on the wire, in bytes.
     """
 
     message: LiveServerMessage
     owner: Optional[int]
     generation: int
+    size: int = 0
 
 
 class Claim:
@@ -78,6 +80,8 @@ class Dispatcher:
         callbacks: the user's callbacks.
         log: where callback failures and backlog warnings go.
         max_receive: messages kept for ``receive()``; the oldest are dropped beyond.
+        max_queue: server messages waiting for callbacks before the reader waits.
+        max_queue_bytes: their total size before the reader waits.
         on_callback_error: called (on this thread) after a callback raised.
     """
 
@@ -88,6 +92,8 @@ class Dispatcher:
         log: logging.LoggerAdapter[Any],
         *,
         max_receive: int,
+        max_queue: int = 1000,
+        max_queue_bytes: int = 32 * 1024 * 1024,
         on_callback_error: Callable[[str, Exception], None],
     ) -> None:
         self._callbacks = callbacks
@@ -105,15 +111,67 @@ class Dispatcher:
         # consumes them; otherwise from the first receive() call on. Retaining thousands
         # of unread messages costs memory and garbage-collector time.
         self._buffering = callbacks.on_message is None
+        self._stopping = False
+        self._room = threading.Condition()
+        self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
+        self._queued = 0  # server messages queued, and their bytes (under _room)
+        self._queued_bytes = 0
+        self._warned_at = -WARN_EVERY
+        self.blocked = False
+        """True while the reader waits for room (back-pressure)."""
+        self.backpressure = 0
         self.callback_errors = 0
         self.receive_dropped = 0
+        self.discarded = 0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def emit(self, kind: str, payload: Any) -> None:
-        """Queue an event. Any thread; never blocks."""
+        """Queue a lifecycle event (not a server message). Any thread; never blocks."""
         self._queue.put((kind, payload))
-        if self._queue.qsize() == HIGH_WATER:
-            self._log.warning("callbacks are %d events behind the connection", HIGH_WATER)
+
+    def deliver(self, delivery: Delivery, abandoned: Callable[[], bool]) -> None:
+        """Queue a server message (reader thread).
+
+        While ``max_queue`` messages or ``max_queue_bytes`` wait for callbacks, this
+        blocks: back-pressure. The reader stops reading, TCP flow control slows the
+        server, and memory stays bounded. It returns when there is room, when
+        ``close()`` was called, or when ``abandoned()`` (the connection is being
+        torn down; :meth:`wake` re-checks it).
+        """
+        with self._room:
+            if not self._has_room():
+                self.backpressure += 1
+                self._warn_full()
+                self.blocked = True
+                while not (self._has_room() or self._stopping or abandoned()):
+                    self._room.wait(1.0)
+                self.blocked = False
+            self._queued += 1
+            self._queued_bytes += delivery.size
+        self._queue.put(("message", delivery))
+
+    def _has_room(self) -> bool:
+        return self._queued < self._max_queue and self._queued_bytes < self._max_queue_bytes
+
+    def _warn_full(self) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            self._log.warning("callbacks are %d messages (%d bytes) behind the connection; "
+                              "reading paused until they catch up", self._queued,
+                              self._queued_bytes)
+
+    def wake(self) -> None:
+        """Make a blocked :meth:`deliver` re-check its conditions. Any thread."""
+        with self._room:
+            self._room.notify_all()
+
+    def stop(self) -> None:
+        """``close()`` was called: from now on only the close event is delivered;
+        queued events are discarded (counted). Any thread."""
+        self._stopping = True
+        self.wake()
 
     def claim(self) -> Claim:
         """Register an ``ask()``: messages owned by its question (and the final
@@ -157,9 +215,21 @@ class Dispatcher:
                 if kind == "close":
                     self._close(payload)
                     return
+                if kind == "message":
+                    self._dequeued(payload.size)
+                if self._stopping:
+                    self.discarded += kind == "message"
+                    continue
                 self._deliver(kind, payload)
             except BaseException:  # noqa: B036 - the dispatcher must keep going
                 self._log.error("unexpected internal error in the dispatcher", exc_info=True)
+
+    def _dequeued(self, size: int) -> None:
+        with self._room:
+            self._queued -= 1
+            self._queued_bytes -= size
+            if self.blocked:
+                self._room.notify_all()
 
     def _deliver(self, kind: str, payload: Any) -> None:
         cb = self._callbacks

@@ -116,12 +116,15 @@ class TransportOptions:
             ``https_proxy`` / ``http_proxy`` / ``no_proxy``, as requests does. Since
             websocket-client 1.9, localhost is not exempt: set ``no_proxy``.
         write_timeout: bound on one send (and on the socket's blocking calls).
+        max_message_size: largest server message accepted, in bytes (None: no
+            limit). A larger frame is refused before its payload is read.
     """
 
     ca_certs: Optional[str] = None
     verify: bool = True
     proxy: Optional[str] = None
     write_timeout: float = 10.0
+    max_message_size: Optional[int] = 16 * 1024 * 1024
 
 
 def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:
@@ -129,11 +132,18 @@ def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:
     return {k: ("[secure]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
 
 
+class MessageTooBig(ConnectionLost):
+    """The server sent a message larger than ``max_message_size`` (internal)."""
+
+
 class Transport:
     """One open WebSocket connection."""
 
-    def __init__(self, ws: websocket.WebSocket) -> None:
+    def __init__(self, ws: websocket.WebSocket, max_message_size: Optional[int] = None) -> None:
         self._ws = ws
+        self._max_size = max_message_size
+        if max_message_size is not None:
+            _limit_frames(ws, max_message_size)
 
     @classmethod
     def open(
@@ -174,7 +184,7 @@ class Transport:
             # On failure websocket-client closes the socket itself (WebSocket.connect).
             ws.connect(url, **kwargs)  # type: ignore[no-untyped-call]
             ws.settimeout(options.write_timeout)
-        return cls(ws)
+        return cls(ws, options.max_message_size)
 
     def send_text(self, text: str) -> int:
         """Send one text frame; return its size in bytes. Any thread.
@@ -197,6 +207,8 @@ class Transport:
         Returns None when a read timed out; the caller just reads again.
 
         Raises:
+            MessageTooBig: a message over ``max_message_size`` (not read into memory
+                when a single frame is too large).
             ConnectionLost: the connection dropped without a close frame.
         """
         with _boundary("connection lost"):
@@ -204,6 +216,8 @@ class Transport:
                 opcode, data = self._ws.recv_data(control_frame=True)
             except websocket.WebSocketTimeoutException:
                 return None
+            if self._max_size is not None and len(data) > self._max_size:
+                raise MessageTooBig("a %d-byte message is over max_message_size" % len(data))
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 code, reason = _parse_close(data)
                 _shutdown(self._ws)
@@ -301,6 +315,23 @@ def _retry_after(headers: Optional[Mapping[str, str]]) -> Optional[float]:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def _limit_frames(ws: websocket.WebSocket, limit: int) -> None:
+    """Refuse a frame whose announced payload is over ``limit`` before reading it.
+
+    websocket-client reads a payload with ``frame_buffer.recv_strict(length)``
+    right after parsing the length (1.8 and 1.9); headers are read with small sizes.
+    """
+    frame_buffer = ws.frame_buffer
+    recv_strict = frame_buffer.recv_strict
+
+    def guarded(bufsize: int) -> bytes:
+        if bufsize > limit:
+            raise MessageTooBig("a %d-byte frame is over max_message_size" % bufsize)
+        return recv_strict(bufsize)
+
+    frame_buffer.recv_strict = guarded  # type: ignore[method-assign]
 
 
 def _shutdown(ws: websocket.WebSocket) -> None:

@@ -23,13 +23,13 @@ from typing import Any, Callable, Dict, Final, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
-from ._codec import build_setup, coerce_config
+from ._codec import build_setup, coerce_config, encode
 from ._dispatch import Callbacks
 from ._transport import TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected
 from .exceptions import InvalidConfig
 from .reconnect import ReconnectPolicy
-from .session import Dialer, Session
+from .session import Dialer, Session, SessionOptions, open_session
 from .store import HandleStore
 from .types import GoAway, LiveConfig, LiveServerMessage, SessionResumptionUpdate
 
@@ -255,6 +255,9 @@ class Client:
         max_buffered_media: int = 2_000_000,
         max_buffered_messages: int = 1_000,
         max_receive_queue: int = 10_000,
+        max_queue: int = 1_000,
+        max_queue_bytes: int = 32 * 1024 * 1024,
+        max_message_size: Optional[int] = 16 * 1024 * 1024,
         # Logging.
         logger: Optional[Union[logging.Logger, logging.LoggerAdapter[Any]]] = None,
     ) -> Session:
@@ -292,6 +295,12 @@ class Client:
             max_receive_queue: messages kept for ``receive()``; older ones are dropped
                 (logged and counted) when nobody reads them. Without ``on_message``
                 they are kept from the start, otherwise from the first ``receive()``.
+            max_queue: server messages waiting for callbacks before livesync stops
+                reading the socket until they catch up (back-pressure; counted in
+                ``stats().backpressure``, with a WARNING at most every 10 s).
+            max_queue_bytes: the same bound on their total size in bytes.
+            max_message_size: the largest server message accepted; a larger one
+                ends the session with close code 1009 (None: no limit).
             logger: a logger or adapter (default ``livesync.session``).
 
         Raises:
@@ -325,6 +334,10 @@ class Client:
         max_buffered_media = _check_count(max_buffered_media, "max_buffered_media")
         max_buffered_messages = _check_count(max_buffered_messages, "max_buffered_messages")
         max_receive_queue = _check_count(max_receive_queue, "max_receive_queue")
+        max_queue = _check_count(max_queue, "max_queue")
+        max_queue_bytes = _check_count(max_queue_bytes, "max_queue_bytes")
+        if max_message_size is not None:
+            max_message_size = _check_count(max_message_size, "max_message_size")
         if logger is not None and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
             raise InvalidConfig(
                 "logger must be a logging.Logger or LoggerAdapter, not %s" % _type_name(logger),
@@ -335,6 +348,10 @@ class Client:
             _check_handle(resumption_handle)
         live_config = coerce_config(config)
         setup = build_setup(model_name, live_config, vertexai=self._vertexai)
+        try:
+            encode({"setup": setup})
+        except InvalidConfig as exc:
+            raise InvalidConfig("config " + str(exc), field="config") from None
         transparent = _transparent(setup, self._vertexai)
         if resumption_handle is None:
             resumption_handle = (setup.get("sessionResumption") or {}).get("handle")
@@ -348,20 +365,19 @@ class Client:
                 ca_certs=self._transport_options.ca_certs,
                 proxy=self._transport_options.proxy,
                 write_timeout=write_timeout,
+                max_message_size=max_message_size,
             ),
         )
-        session = Session(
-            dialer=dialer, setup=setup, vertexai=self._vertexai, callbacks=callbacks,
-            policy=policy,
-            transparent=transparent, resumption_handle=resumption_handle,
-            handle_store=handle_store, session_key=session_key,
-            open_timeout=open_timeout, close_timeout=close_timeout,
+        options = SessionOptions(
+            callbacks=callbacks, policy=policy, transparent=transparent,
+            resumption_handle=resumption_handle, handle_store=handle_store,
+            session_key=session_key, open_timeout=open_timeout, close_timeout=close_timeout,
             ping_interval=ping_interval, ping_timeout=ping_timeout, fail_fast=fail_fast,
             max_buffered_media=max_buffered_media, max_buffered_messages=max_buffered_messages,
-            max_receive_queue=max_receive_queue, logger=logger,
+            max_receive_queue=max_receive_queue, max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes, logger=logger,
         )
-        session._start()
-        return session
+        return open_session(dialer, setup, options, vertexai=self._vertexai)
 
 
 def _policy(reconnect: Union[ReconnectPolicy, bool]) -> Optional[ReconnectPolicy]:

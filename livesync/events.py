@@ -16,13 +16,6 @@ if TYPE_CHECKING:
 __all__ = ["Closed", "ErrorEvent", "Opened", "Reconnected", "SessionStats", "Turn"]
 
 
-def handle_hint(handle: Optional[str]) -> str:
-    """Describe a resumption handle without revealing it (8-character prefix and length)."""
-    if not handle:
-        return "none"
-    return "%s…(%d chars)" % (handle[:8], len(handle))
-
-
 @dataclass(frozen=True)
 class Opened:
     """The session is open: the first ``setupComplete`` arrived (``on_open``).
@@ -149,6 +142,8 @@ class SessionStats:
         receive_dropped: messages evicted from a full ``receive()`` buffer.
         handle_age: seconds since the current resumption handle was issued, or None.
         unconfirmed: replayed messages that may have been duplicates (see :class:`Reconnected`).
+        backpressure: times the reader paused because callbacks fell ``max_queue`` behind.
+        discarded: server messages not delivered to callbacks because ``close()`` was called.
     """
 
     state: str
@@ -173,3 +168,5 @@ class SessionStats:
     receive_dropped: int
     handle_age: Optional[float]
     unconfirmed: int = 0
+    backpressure: int = 0
+    discarded: int = 0

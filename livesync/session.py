@@ -44,7 +44,7 @@ from typing import (
 
 from . import _codec
 from ._dispatch import Callbacks, Delivery, Dispatcher, collect_turn
-from ._transport import Close, ConnectionLost, Transport, TransportOptions
+from ._transport import Close, ConnectionLost, MessageTooBig, Transport, TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn
 from .exceptions import (
     ConnectError,
@@ -65,7 +65,7 @@ from .reconnect import Action, Outage, Outcome, ReconnectPolicy, classify
 from .store import HandleStore, StoredHandle
 from .types import Blob, Content, FunctionResponse, LiveServerMessage, ToolCall
 
-__all__ = ["Callbacks", "Dialer", "Session"]
+__all__ = ["Dialer", "Session", "SessionOptions", "open_session"]
 
 LOGGER = logging.getLogger("livesync.session")
 
@@ -89,6 +89,41 @@ class Dialer:
         return Transport.open(url, headers, timeout=timeout, options=self.options)
 
 
+@dataclass(frozen=True)
+class SessionOptions:
+    """Everything ``Client.connect`` hands to a session, validated once there (internal).
+
+    The meaning of each field is documented on ``Client.connect``.
+    """
+
+    callbacks: Callbacks
+    policy: Optional[ReconnectPolicy]
+    transparent: bool
+    resumption_handle: Optional[str]
+    handle_store: Optional[HandleStore]
+    session_key: Optional[str]
+    open_timeout: float
+    close_timeout: float
+    ping_interval: Optional[float]
+    ping_timeout: Optional[float]
+    fail_fast: bool
+    max_buffered_media: int
+    max_buffered_messages: int
+    max_receive_queue: int
+    max_queue: int
+    max_queue_bytes: int
+    logger: Optional[Union[logging.Logger, logging.LoggerAdapter[Any]]] = None
+
+
+def open_session(dialer: Dialer, setup: Mapping[str, Any], options: SessionOptions, *,
+                 vertexai: bool = False, rng: Optional[random.Random] = None) -> Session:
+    """Make a session, start its threads and wait for the first ``setupComplete``
+    (the caller's thread; ``Client.connect``)."""
+    session = Session(dialer, setup, options, vertexai=vertexai, rng=rng)
+    session._start()
+    return session
+
+
 @dataclass(eq=False)
 class _Connection:
     """One connection generation; fields written by the reader are read after ``done``."""
@@ -106,6 +141,7 @@ class _Connection:
     server_session_id: Optional[str] = None
     setup_sent_at: float = 0.0
     progressed: bool = False
+    abandoned: threading.Event = field(default_factory=threading.Event)
     ping_sent_at: Optional[float] = None
     standby_tried: bool = False
 
@@ -127,49 +163,30 @@ class Session:
     order; a callback that blocks delays later callbacks, not the connection.
     """
 
-    def __init__(
-        self,
-        *,
-        dialer: Dialer,
-        setup: Mapping[str, Any],
-        vertexai: bool,
-        callbacks: Callbacks,
-        policy: Optional[ReconnectPolicy],
-        transparent: bool,
-        resumption_handle: Optional[str],
-        handle_store: Optional[HandleStore],
-        session_key: Optional[str],
-        open_timeout: float,
-        close_timeout: float,
-        ping_interval: Optional[float],
-        ping_timeout: Optional[float],
-        fail_fast: bool,
-        max_buffered_media: int,
-        max_buffered_messages: int,
-        max_receive_queue: int,
-        logger: Optional[Union[logging.Logger, logging.LoggerAdapter[Any]]] = None,
-        rng: Optional[random.Random] = None,
-    ) -> None:
+    def __init__(self, dialer: Dialer, setup: Mapping[str, Any], options: SessionOptions, *,
+                 vertexai: bool = False, rng: Optional[random.Random] = None) -> None:
+        """Internal: use ``Client.connect`` (it validates ``options`` and starts the session)."""
         self.id = uuid.uuid4().hex[:8]
         """Short id of this session, used in thread names and log records."""
         self._dialer = dialer
         self._vertexai = vertexai
-        self._policy = policy
-        self._store = handle_store
-        self._session_key = session_key
-        self._open_timeout = open_timeout
-        self._close_timeout = close_timeout
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
-        self._fail_fast = fail_fast
+        policy = self._policy = options.policy
+        self._store = options.handle_store
+        self._session_key = options.session_key
+        self._open_timeout = options.open_timeout
+        self._close_timeout = options.close_timeout
+        self._ping_interval = options.ping_interval
+        self._ping_timeout = options.ping_timeout
+        self._fail_fast = options.fail_fast
         self._rng = rng or random.Random()
-        self._log = logging.LoggerAdapter(logger or LOGGER, {"livesync_session": self.id})
+        self._log = logging.LoggerAdapter(options.logger or LOGGER, {"livesync_session": self.id})
         self._debug = self._log.isEnabledFor(logging.DEBUG)
-        handle, issued = self._initial_handle(resumption_handle)
+        handle, issued = self._initial_handle(options.resumption_handle)
         self._protocol = SessionProtocol(
-            setup, transparent=transparent,
+            setup, transparent=options.transparent,
             replay_margin=policy.replay_margin if policy else 0.0,
-            max_buffered_media=max_buffered_media, max_buffered_messages=max_buffered_messages,
+            max_buffered_media=options.max_buffered_media,
+            max_buffered_messages=options.max_buffered_messages,
             handle=handle, handle_issued_at=issued,
         )
         self._has_compression = "contextWindowCompression" in setup
@@ -207,8 +224,9 @@ class Session:
             target=self._supervise, name="livesync-supervisor-%s" % self.id, daemon=True
         )
         self._dispatch = Dispatcher(
-            "livesync-dispatch-%s" % self.id, callbacks, self._log,
-            max_receive=max_receive_queue, on_callback_error=self._callback_failed,
+            "livesync-dispatch-%s" % self.id, options.callbacks, self._log,
+            max_receive=options.max_receive_queue, max_queue=options.max_queue,
+            max_queue_bytes=options.max_queue_bytes, on_callback_error=self._callback_failed,
         )
 
     def __repr__(self) -> str:
@@ -221,8 +239,8 @@ class Session:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
+        if exc_type is None or not issubclass(exc_type, Exception):
+            self.close()  # a normal exit, or Ctrl-C / SystemExit: a normal closure
         else:
             self.close(1011, "client error")
 
@@ -492,8 +510,21 @@ class Session:
         From a normal thread: blocks until ``on_close`` has run and every livesync
         thread has stopped, at most ``timeout`` (default ``close_timeout``) seconds,
         even against a server that stopped answering. From inside a callback:
-        returns at once; teardown finishes after the callback returns.
+        returns at once; teardown finishes after the callback returns. From the
+        moment it is called no callback starts except ``on_close`` (once): server
+        messages still queued for callbacks are discarded and counted in
+        ``stats().discarded``.
+
+        Args:
+            code: 1000 (normal), 1001, 1002, 1003, 1007–1011 or 3000–4999.
+            reason: cut at a character boundary to fit the 123 bytes of a close frame.
+            timeout: seconds; None uses ``close_timeout``.
+
+        Raises:
+            InvalidConfig: a close code a client may not send, or a bad argument.
         """
+        code, reason = _close_frame(code, reason)
+        _check_timeout(timeout)
         with self._lock:
             if not self._closing.is_set():
                 self._close_request = (code, reason)
@@ -501,6 +532,7 @@ class Session:
                 if self._state != "closed":
                     self._state = "closing"
         self._wakeup.set()
+        self._dispatch.stop()
         current, conn = threading.current_thread(), self._conn
         if current in (self._dispatch.thread, self._supervisor) or (
                 conn is not None and current is conn.reader):
@@ -549,7 +581,8 @@ class Session:
             replayed=c["replayed"], dropped=c["dropped"],
             receive_dropped=self._dispatch.receive_dropped,
             handle_age=(time.monotonic() - issued) if handle and issued is not None else None,
-            unconfirmed=c["unconfirmed"],
+            unconfirmed=c["unconfirmed"], backpressure=self._dispatch.backpressure,
+            discarded=self._dispatch.discarded,
         )
 
     # Start-up (caller's thread).
@@ -672,6 +705,8 @@ class Session:
 
     def _keepalive_dead(self, conn: _Connection, now: float) -> bool:
         assert self._ping_interval is not None
+        if self._dispatch.blocked:  # the reader waits for callbacks, not for the server
+            return False
         silence = now - conn.last_activity
         return self._ping_timeout is not None and silence > self._ping_interval + self._ping_timeout
 
@@ -923,6 +958,8 @@ class Session:
 
     def _end_connection(self, conn: _Connection, code: int, reason: str) -> None:
         """Close ``conn`` within ``close_timeout``: close frame, wait for the echo, abort."""
+        conn.abandoned.set()
+        self._dispatch.wake()  # a reader waiting for room in the callback queue moves on
         if not conn.done.is_set():
             conn.transport.send_close(code, reason)
             conn.done.wait(self._close_timeout * 0.8)
@@ -1009,6 +1046,10 @@ class Session:
                     with self._lock:
                         self._protocol.observe_rtt(conn.last_activity - conn.ping_sent_at)
                     conn.ping_sent_at = None
+        except MessageTooBig as exc:
+            self._log.warning("closing the connection: %s", exc)
+            conn.transport.send_close(1009, "message too big")
+            outcome = Outcome(1009, str(exc), fatal=True)
         except ConnectionLost as exc:
             outcome = Outcome(None, "", error=str(exc), after_go_away=conn.go_away)
         except BaseException:  # noqa: B036 - a reader must never die silently
@@ -1055,7 +1096,9 @@ class Session:
             self._log.info("goAway received: %s left", message.go_away.time_left)
         delivered = _hide_calls(message, received.hidden) if received.hidden else message
         if delivered is not None:
-            self._dispatch.emit("message", Delivery(delivered, received.owner, conn.generation))
+            self._dispatch.deliver(Delivery(delivered, received.owner, conn.generation, len(data)),
+                                   conn.abandoned.is_set)
+            conn.last_activity = time.monotonic()
         update = message.session_resumption_update
         wake = received.flush or rotation_pending
         if update is not None and update.resumable and update.new_handle:
@@ -1099,6 +1142,22 @@ def _hide_calls(message: LiveServerMessage, hidden: FrozenSet[str]) -> Optional[
         return dataclasses.replace(message, tool_call=ToolCall(function_calls=kept))
     rest = dataclasses.replace(message, tool_call=None)
     return None if rest.kind == "unknown" and not rest.unknown else rest
+
+
+#: Close codes a client may send (RFC 6455 §7.4; 1005, 1006 and 1015 never go on the wire).
+CLIENT_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
+
+
+def _close_frame(code: int, reason: str) -> Tuple[int, str]:
+    """Check a close code and cut ``reason`` to 123 UTF-8 bytes at a character boundary."""
+    if (not isinstance(code, int) or isinstance(code, bool)
+            or not (code in CLIENT_CLOSE_CODES or 3000 <= code <= 4999)):
+        raise InvalidConfig("close code must be 1000-1003, 1007-1011 or 3000-4999",
+                            field="code")
+    if not isinstance(reason, str):
+        raise InvalidConfig("reason must be a string", field="reason")
+    data = reason.encode("utf-8", "replace")[:123]
+    return code, data.decode("utf-8", "ignore")
 
 
 def _check_timeout(timeout: Optional[float]) -> None:

@@ -124,10 +124,10 @@ class ToolLedger:
             current = self._renamed.get(call_id, call_id)
             if current in self._open:
                 send.append(current)
-            elif call_id in self._forgotten.values():
-                hold.append(call_id)
             elif self._closed.get(current):
                 dropped.append(call_id)
+            elif call_id in self._forgotten.values():
+                hold.append(call_id)
             elif current in self._closed:
                 raise InvalidConfig("tool call %s was answered already" % _short(call_id),
                                     field="function_responses")
@@ -154,9 +154,9 @@ class ToolLedger:
         Returns their ids: responses to them (sent or not) must be held until the
         model asks again.
         """
-        forgotten = set(self._since_handle)
-        for call_id, signature in self._since_handle.items():
-            self._forgotten[signature] = call_id
+        forgotten = {i for i in self._since_handle if not self._closed.get(i)}
+        for call_id in forgotten:
+            self._forgotten[self._since_handle[call_id]] = call_id
             self._open.pop(call_id, None)
         self._since_handle = {}
         return forgotten

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import pathlib
@@ -108,24 +109,15 @@ def test_token_provider_must_return_a_token() -> None:
 # Validation at the door: every argument is checked before anything is stored or sent.
 
 
-class FakeSession:
-    """Stands in for Session so that connect() never dials; records its arguments."""
-
-    made: List[Dict[str, Any]] = []
-
-    def __init__(self, **kwargs: Any) -> None:
-        FakeSession.made.append(kwargs)
-
-    def _start(self) -> None:
-        pass
-
-
 @pytest.fixture
 def made(monkeypatch: pytest.MonkeyPatch) -> List[Dict[str, Any]]:
-    """connect() builds a FakeSession instead of a Session; the list gets its arguments."""
-    monkeypatch.setattr(client_module, "Session", FakeSession)
-    FakeSession.made = []
-    return FakeSession.made
+    """connect() records its SessionOptions instead of opening a session."""
+    calls: List[Dict[str, Any]] = []
+    monkeypatch.setattr(client_module, "open_session",
+                        lambda dialer, setup, options, **kw: calls.append(
+                            {f.name: getattr(options, f.name)
+                             for f in dataclasses.fields(options)}))
+    return calls
 
 
 CALLBACKS = ["on_message", "on_goaway", "on_resumption_update", "on_close", "on_open",

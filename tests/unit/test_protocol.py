@@ -375,3 +375,15 @@ def test_state_follows_connections() -> None:
     assert p.state is State.OPEN
     p.begin_rotation()
     assert p.state is State.CONNECTING and p.enqueue("audio", "x", 0.0) is None
+
+
+def test_a_call_cancelled_after_the_handle_is_not_held_across_a_resume() -> None:
+    """A cancelled call is never re-issued: its late response is dropped, not held."""
+    p = opened()
+    handle(p, now=0.0)
+    turn(p, now=0.1)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.2)
+    p.receive(msg({"toolCallCancellation": {"ids": ["c1"]}}), 0.3)
+    resume(p)
+    assert p.tool_response([{"id": "c1", "name": "w", "response": {}}], 1.0) is None
+    assert p.counters.dropped_tool_ids == ["c1"] and not p.tools.held()
