@@ -19,17 +19,19 @@ import os
 import platform
 import re
 import threading
-from typing import Any, Callable, Dict, Final, Mapping, Optional, Tuple, Union
+import weakref
+from typing import Any, Callable, Dict, Final, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
 from ._codec import build_setup, coerce_config, encode
 from ._dispatch import Callbacks
+from ._driver import Dialer, SessionOptions
 from ._transport import TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected
 from .exceptions import InvalidConfig
 from .reconnect import ReconnectPolicy
-from .session import Dialer, Session, SessionOptions, open_session
+from .session import Session, open_session
 from .store import HandleStore
 from .types import GoAway, LiveConfig, LiveServerMessage, SessionResumptionUpdate
 
@@ -145,6 +147,30 @@ class Client:
         self._transport_options = TransportOptions(
             ca_certs=_check_ca_certs(ca_certs), proxy=_check_proxy(proxy)
         )
+        self._sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @property
+    def sessions(self) -> List[Session]:
+        """The sessions this client opened that are not closed yet. Any thread.
+
+        In a notebook, ``for s in client.sessions: s.close()`` (or ``client.close()``)
+        ends the sessions of earlier runs of a cell.
+        """
+        return [s for s in list(self._sessions) if not s.closed]
+
+    def close(self) -> None:
+        """Close every session this client opened (each within its ``close_timeout``).
+
+        Idempotent; the client stays usable for new sessions. Any thread.
+        """
+        for session in self.sessions:
+            session.close()
 
     def __repr__(self) -> str:
         backend = "vertex" if self._vertexai else "gemini"
@@ -377,7 +403,9 @@ class Client:
             max_receive_queue=max_receive_queue, max_queue=max_queue,
             max_queue_bytes=max_queue_bytes, logger=logger,
         )
-        return open_session(dialer, setup, options, vertexai=self._vertexai)
+        session = open_session(dialer, setup, options, vertexai=self._vertexai)
+        self._sessions.add(session)
+        return session
 
 
 def _policy(reconnect: Union[ReconnectPolicy, bool]) -> Optional[ReconnectPolicy]:

@@ -38,6 +38,7 @@ def test_order_is_kept_when_the_lag_shrinks(make_emulator: Callable[..., Emulato
     client = connect(emu)
     client.setup(generationConfig=TEXT_CONFIG)
     record = emu.connections[0]
+    emu.wait_for(lambda: record.backlog == 0)  # the setup is off the backlog
     client.send(context("one"))
     emu.wait_for(lambda: record.backlog == 1)
     emu.set_input_lag(0.0)

@@ -127,17 +127,18 @@ def test_a_fast_tool_response_is_covered_and_never_replayed(emulator: Any) -> No
     """Item 3b: the model's continuation proves the tool response read; the next goAway
     rotates at the safe point and does not replay it (a duplicate ends with 1008)."""
     rec = Recorder()
-    session: Any = None
+    sessions: List[Any] = []
 
     def answer(message: Any) -> None:
         rec.on_message(message)
         for call in message.tool_call.function_calls if message.tool_call else ():
-            session.send_tool_response([livesync.FunctionResponse(
+            sessions[0].send_tool_response([livesync.FunctionResponse(
                 id=call.id, name=call.name, response={"temp": "18C"})])
 
     with connect(emulator, config=WEATHER, on_message=answer,
                  on_reconnect=rec.on_reconnect, on_close=rec.on_close,
                  on_resumption_update=rec.on_resumption_update) as session:
+        sessions.append(session)
         session.send_text("What is the weather in Paris?")
         rec.wait("on_message", where=lambda m: "18C" in (m.text or ""))
         rec.wait("on_resumption_update", 2, where=resumable)

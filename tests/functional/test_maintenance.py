@@ -207,7 +207,7 @@ def test_expired_handle_with_fail_policy_ends_the_session(emulator: Any) -> None
 def test_fatal_codes_are_never_retried(emulator: Any, code: int) -> None:
     """1007/1008 end the session at once; no second connection is made."""
     rec = Recorder()
-    connect(emulator, on_close=rec.on_close)
+    session = connect(emulator, on_close=rec.on_close)  # noqa: F841 (kept referenced)
     emulator.close(code, "Request contains an invalid argument.")
     closed = rec.wait("on_close")[0]
     assert closed.code == code and isinstance(closed.error, SessionClosedError)
@@ -234,7 +234,7 @@ def test_storm_breaker_falls_back_then_gives_up(emulator: Any, fallback: str) ->
     rec = Recorder()
     policy = ReconnectPolicy(initial_delay=0.001, max_delay=0.005, storm_threshold=3,
                              on_resume_refused=fallback)
-    connect(emulator, reconnect=policy, on_close=rec.on_close)
+    session = connect(emulator, reconnect=policy, on_close=rec.on_close)  # noqa: F841 (kept referenced)
     _close_every_connection(emulator, rec, 1011, "Internal error encountered.")
     closed = rec.wait("on_close")[0]
     assert isinstance(closed.error, ReconnectExhausted)
@@ -268,7 +268,7 @@ def test_attempts_exhausted_carry_the_history(emulator: Any) -> None:
     rec = Recorder()
     policy = ReconnectPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.002,
                              storm_threshold=10)
-    connect(emulator, reconnect=policy, on_close=rec.on_close)
+    session = connect(emulator, reconnect=policy, on_close=rec.on_close)  # noqa: F841 (kept referenced)
     emulator.refuse_upgrades(3, status=503)
     emulator.drop()
     closed = rec.wait("on_close")[0]
@@ -279,7 +279,7 @@ def test_attempts_exhausted_carry_the_history(emulator: Any) -> None:
 def test_http_401_on_reconnect_is_fatal(emulator: Any) -> None:
     """An auth refusal during a reconnect ends the session instead of looping."""
     rec = Recorder()
-    connect(emulator, on_close=rec.on_close)
+    session = connect(emulator, on_close=rec.on_close)  # noqa: F841 (kept referenced)
     emulator.refuse_next_upgrade(status=401)
     emulator.drop()
     closed = rec.wait("on_close")[0]
@@ -422,9 +422,9 @@ def test_warns_before_the_uncompressed_audio_limit(
     emulator: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Audio without context window compression warns ahead of the session limit."""
-    import livesync.session
+    import livesync._driver
 
-    monkeypatch.setattr(livesync.session, "AUDIO_SESSION_LIMIT", 0.2)  # 15 min, scaled
+    monkeypatch.setattr(livesync._driver, "AUDIO_SESSION_LIMIT", 0.2)  # 15 min, scaled
     with connect(emulator, ping_interval=0.05) as session:
         session.send_audio(pcm(20, loud=False))
         assert wait_for(lambda: "context window compression" in caplog.text)

@@ -448,7 +448,7 @@ def test_normal_server_close_is_not_an_error(emulator: Any) -> None:
 def test_drop_without_close_frame_reaches_on_close(emulator: Any) -> None:
     """A TCP drop without a close frame is reported as 1006."""
     rec = Recorder()
-    connect(emulator, reconnect=False, on_close=rec.on_close)
+    session = connect(emulator, reconnect=False, on_close=rec.on_close)  # noqa: F841 (kept referenced)
     emulator.drop()
     closed = rec.wait("on_close")[0]
     assert closed.code == 1006 and isinstance(closed.error, SessionClosedError)

@@ -113,10 +113,15 @@ def test_token_provider_must_return_a_token() -> None:
 def made(monkeypatch: pytest.MonkeyPatch) -> List[Dict[str, Any]]:
     """connect() records its SessionOptions instead of opening a session."""
     calls: List[Dict[str, Any]] = []
-    monkeypatch.setattr(client_module, "open_session",
-                        lambda dialer, setup, options, **kw: calls.append(
-                            {f.name: getattr(options, f.name)
-                             for f in dataclasses.fields(options)}))
+
+    class Opened:
+        closed = False
+
+    def fake(dialer: Any, setup: Any, options: Any, **kwargs: Any) -> Opened:
+        calls.append({f.name: getattr(options, f.name) for f in dataclasses.fields(options)})
+        return Opened()
+
+    monkeypatch.setattr(client_module, "open_session", fake)
     return calls
 
 
