@@ -370,15 +370,16 @@ def parse_server_message(data: Union[bytes, bytearray, memoryview, str]) -> Live
             data = data.tobytes()
         if not isinstance(data, (bytes, bytearray, str)):
             raise ProtocolError("server message must be bytes or str, not %s" % type(data).__name__)
+        reason = ""
         try:
             # The server sends UTF-8; decoding it ourselves skips json.loads' encoding sniffing.
             text = data if isinstance(data, str) else bytes(data).decode("utf-8")
             value = _JSON.decode(text)
         except (ValueError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        if reason:  # raised outside the except block: no __context__ holding the raw frame
             raise ProtocolError(
-                "server message is not valid JSON: %s (%d bytes)" % (reason, len(data))
-            ) from None
+                "server message is not valid JSON: %s (%d bytes)" % (reason, len(data)))
         if type(value) is not dict:
             raise ProtocolError(
                 "server message is not a JSON object: %s" % _JSON_KIND.get(type(value), "value")

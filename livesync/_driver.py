@@ -39,6 +39,7 @@ from typing import (
     Dict,
     FrozenSet,
     Iterator,
+    List,
     Mapping,
     Optional,
     Sequence,
@@ -110,6 +111,7 @@ class SessionOptions:
     close_timeout: float
     ping_interval: Optional[float]
     ping_timeout: Optional[float]
+    stall_timeout: Optional[float]
     fail_fast: bool
     max_buffered_media: int
     max_buffered_messages: int
@@ -172,10 +174,12 @@ class Driver:
         self._close_timeout = options.close_timeout
         self._ping_interval = options.ping_interval
         self._ping_timeout = options.ping_timeout
+        self._stall_timeout = options.stall_timeout
         self._fail_fast = options.fail_fast
         self._rng = rng or random.Random()
         self._log = logging.LoggerAdapter(options.logger or LOGGER, {"livesync_session": self.id})
         self._debug = self._log.isEnabledFor(logging.DEBUG)
+        self._explicit_handle = options.resumption_handle is not None
         handle, issued = self._initial_handle(options.resumption_handle)
         self._protocol = SessionProtocol(
             setup, transparent=options.transparent,
@@ -201,7 +205,7 @@ class Driver:
         self._counters: Dict[str, int] = dict.fromkeys(
             ("connections", "messages_in", "bytes_in", "messages_out", "bytes_out",
              "protocol_errors", "rotations_planned", "rotations_unplanned",
-             "resumed", "fresh"), 0)
+             "resumed", "fresh", "stalls"), 0)
         self._reported = (0, 0, 0)  # protocol's replayed, dropped, unconfirmed at the last report
         self._loss_logged = (0, 0.0)  # dropped count and time of the last loss WARNING
         self._gaps: Deque[float] = deque(maxlen=1000)
@@ -494,7 +498,7 @@ class Driver:
             receive_dropped=self._dispatch.receive_dropped,
             handle_age=(time.monotonic() - issued) if handle and issued is not None else None,
             unconfirmed=c["unconfirmed"], backpressure=self._dispatch.backpressure,
-            discarded=self._dispatch.discarded,
+            discarded=self._dispatch.discarded, stalls=c["stalls"],
         )
 
     # Start-up (caller's thread).
@@ -535,7 +539,7 @@ class Driver:
     def _first_connection(self) -> Optional[_Connection]:
         resume = self._protocol.resumption_handle is not None
         try:
-            conn = self._resume_or_fresh(resume=resume)
+            conn = self._resume_or_fresh(resume=resume, fallback=not self._explicit_handle)
         except _Rejected as exc:
             self._open_error = exc.error
             self._final_error = _as_closed(exc.error, exc.outcome)
@@ -600,20 +604,40 @@ class Driver:
                     self._prepare_standby(max(0.1, min(self._open_timeout, deadline - lead - now)))
                     continue
                 waits.append(deadline - lead - now)
+            failure = self._watchdogs(conn, now, waits)
+            if failure is not None:
+                self._log.warning("%s; dropping the connection", failure)
+                conn.outcome = Outcome(error=failure, after_go_away=conn.go_away)
+                conn.transport.abort()
+                conn.done.wait(self._close_timeout)
+                return "lost"
             if self._ping_interval is not None:
-                if self._keepalive_dead(conn, now):
-                    self._log.warning("keepalive timeout; dropping the connection")
-                    conn.outcome = Outcome(None, "", error="keepalive timeout",
-                                           after_go_away=conn.go_away)
-                    conn.transport.abort()
-                    conn.done.wait(self._close_timeout)
-                    return "lost"
                 if now >= next_ping:
                     self._ping(conn)
                     next_ping = now + self._ping_interval
                 waits.append(next_ping - now)
             self._warn_session_limits(now)
             self._wakeup.wait(max(0.0, min(waits)))
+
+    def _watchdogs(self, conn: _Connection, now: float, waits: List[float]) -> Optional[str]:
+        """Why ``conn`` is to be treated as failed, if it is: no pong (keepalive), or a
+        server silent mid-turn (stall). Appends when to check again to ``waits``."""
+        if self._ping_interval is not None and self._keepalive_dead(conn, now):
+            return "keepalive timeout"
+        if self._stall_timeout is None or self._dispatch.blocked:
+            return None
+        with self._lock:
+            owed_since = self._protocol.output_owed_since()
+        if owed_since is None:
+            return None
+        silent_since = max(conn.last_message_at, owed_since, conn.opened_at)
+        if now - silent_since >= self._stall_timeout:
+            with self._lock:
+                self._counters["stalls"] += 1
+            return "stall: no server message for %.0fs in the middle of a turn" % (
+                now - silent_since)
+        waits.append(silent_since + self._stall_timeout - now)
+        return None
 
     def _keepalive_dead(self, conn: _Connection, now: float) -> bool:
         assert self._ping_interval is not None
@@ -733,14 +757,20 @@ class Driver:
         return outage.fall_back()
 
     def _resume_or_fresh(self, transport: Optional[Transport] = None, *,
-                         resume: bool = True) -> _Connection:
+                         resume: bool = True, fallback: bool = True) -> _Connection:
         """Connect (resuming if asked); if the server refuses the handle, apply the
-        policy: start a fresh session (default) or fail."""
+        policy: start a fresh session (default) or fail. Without ``fallback`` (a
+        handle the application passed to ``connect``) a refusal is an error."""
         try:
             return self._connect_once(transport, resume=resume)
         except _Rejected as exc:
             if not (resume and self._refused_resume(exc.outcome)):
                 raise
+            if not fallback:
+                error = SetupRejected(exc.outcome.effective_code, "the resumption handle "
+                                      "was refused (expired, unknown, or held by another "
+                                      "connection): %s" % exc.outcome.reason[:80])
+                raise _Rejected(exc.outcome, error) from exc
             if self._policy is not None and self._policy.on_resume_refused == "fail":
                 raise
             self._log.warning("resumption refused (%s); starting a fresh session", exc.error)

@@ -277,6 +277,7 @@ class Client:
         write_timeout: float = 10.0,
         ping_interval: Optional[float] = 30.0,
         ping_timeout: Optional[float] = 60.0,
+        stall_timeout: Optional[float] = 60.0,
         # Buffers.
         max_buffered_media: int = 2_000_000,
         max_buffered_messages: int = 1_000,
@@ -316,6 +317,11 @@ class Client:
             write_timeout: bound on one socket write; a stuck write drops the connection.
             ping_interval: seconds between client pings; None disables keepalive.
             ping_timeout: a connection silent this long after a ping is dead.
+            stall_timeout: a server that sends nothing for this long while it owes
+                output (a generation in flight, a question or a tool response not
+                answered yet; not while a tool call waits for you) is treated as a
+                failed connection: livesync resumes and replays. ``Reconnected.cause``
+                starts with "stall", ``stats().stalls`` counts them. None disables it.
             max_buffered_media: bytes of audio/video kept for replay; older is dropped.
             max_buffered_messages: other messages kept for replay before sends fail.
             max_receive_queue: messages kept for ``receive()``; older ones are dropped
@@ -357,6 +363,7 @@ class Client:
         write_timeout = _check_seconds(write_timeout, "write_timeout")
         ping_interval = _check_optional_seconds(ping_interval, "ping_interval")
         ping_timeout = _check_optional_seconds(ping_timeout, "ping_timeout")
+        stall_timeout = _check_optional_seconds(stall_timeout, "stall_timeout")
         max_buffered_media = _check_count(max_buffered_media, "max_buffered_media")
         max_buffered_messages = _check_count(max_buffered_messages, "max_buffered_messages")
         max_receive_queue = _check_count(max_receive_queue, "max_receive_queue")
@@ -398,7 +405,8 @@ class Client:
             callbacks=callbacks, policy=policy, transparent=transparent,
             resumption_handle=resumption_handle, handle_store=handle_store,
             session_key=session_key, open_timeout=open_timeout, close_timeout=close_timeout,
-            ping_interval=ping_interval, ping_timeout=ping_timeout, fail_fast=fail_fast,
+            ping_interval=ping_interval, ping_timeout=ping_timeout,
+            stall_timeout=stall_timeout, fail_fast=fail_fast,
             max_buffered_media=max_buffered_media, max_buffered_messages=max_buffered_messages,
             max_receive_queue=max_receive_queue, max_queue=max_queue,
             max_queue_bytes=max_queue_bytes, logger=logger,

@@ -144,6 +144,7 @@ class SessionStats:
         unconfirmed: replayed messages that may have been duplicates (see :class:`Reconnected`).
         backpressure: times the reader paused because callbacks fell ``max_queue`` behind.
         discarded: server messages not delivered to callbacks because ``close()`` was called.
+        stalls: connections dropped because the server went silent mid-turn.
     """
 
     state: str
@@ -170,3 +171,4 @@ class SessionStats:
     unconfirmed: int = 0
     backpressure: int = 0
     discarded: int = 0
+    stalls: int = 0

@@ -55,6 +55,28 @@ def _elide(text: str, limit: int = MAX_REASON_IN_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: Known server close reasons -> what the user can do about them (matched by prefix).
+HINTS: Tuple[Tuple[int, str, str], ...] = (
+    (1011, "Session duration limit exceeded",
+     "enable context_window_compression for sessions longer than 15 minutes "
+     "(2 with video)"),
+    (1011, "Internal error encountered",
+     "if several processes share a handle store, another connection may still hold "
+     "this session (see docs/handle-stores.md)"),
+    (1008, "Requested entity was not found",
+     "the resumption handle or the tool call id is unknown to the server"),
+    (1007, "API key not valid", "check the API key"),
+)
+
+
+def hint_for(code: Optional[int], reason: str) -> str:
+    """A short hint for a known server close, or ""."""
+    for known, prefix, hint in HINTS:
+        if code == known and reason.startswith(prefix):
+            return hint
+    return ""
+
+
 class LiveSyncError(Exception):
     """Root of every livesync exception."""
 
@@ -109,7 +131,9 @@ class SetupRejected(ConnectError):
 
     def __str__(self) -> str:
         text = "setup rejected: %d" % self.code
-        return text + (" " + _elide(self.reason) if self.reason else "")
+        text += (" " + _elide(self.reason) if self.reason else "")
+        hint = hint_for(self.code, self.reason)
+        return text + (" (hint: %s)" % hint if hint else "")
 
 
 class ConnectTimeout(ConnectError, TimeoutError):
@@ -187,7 +211,9 @@ class SessionClosed(LiveSyncError):
         if self.code is None:
             return "session closed"
         text = "session closed: %d" % self.code
-        return text + (" " + _elide(self.reason) if self.reason else "")
+        text += (" " + _elide(self.reason) if self.reason else "")
+        hint = hint_for(self.code, self.reason)
+        return text + (" (hint: %s)" % hint if hint else "")
 
 
 class SessionClosedOK(SessionClosed):

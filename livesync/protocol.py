@@ -474,6 +474,21 @@ class SessionProtocol:
         return (self._gen is _Gen.IDLE and self._pending is None and self._owed is None
                 and not any(e.turn for e in self._queue))
 
+    def output_owed_since(self) -> Optional[float]:
+        """Since when the server owes output, if it does (for the stall watchdog).
+
+        A generation in flight (and no tool call waiting for the client), a user
+        turn or a completing tool response not answered yet. 0.0 means "since the
+        last server message".
+        """
+        waiting = [e.sent_at or 0.0 for e in (self._pending, self._owed, self._tool_wait)
+                   if e is not None]
+        if waiting:
+            return max(waiting)
+        if self._gen is _Gen.ACTIVE and not self.tools.open_ids:
+            return 0.0
+        return None
+
     @property
     def pending_tool_calls(self) -> FrozenSet[str]:
         """Ids of tool calls the client has not answered yet."""

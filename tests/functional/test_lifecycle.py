@@ -180,3 +180,32 @@ def test_an_oversized_message_ends_the_session_with_1009(emulator: Any) -> None:
     assert closed.code == 1009 and isinstance(closed.error, livesync.SessionClosedError)
     assert wait_for(lambda: session.closed)
     assert emulator.wait_closed(emulator.connections[0]).client_close_code == 1009
+
+
+def test_a_server_silent_mid_turn_is_a_stall(make_emulator: Any) -> None:
+    """Stall watchdog: the model stops mid-reply while the connection still answers
+    pings; livesync drops it, resumes, replays the question and gets the full answer."""
+    release = threading.Event()
+
+    def responder(turn: Any) -> Any:
+        if turn.connection_id != 1:
+            return None  # the default model on the next connection
+
+        def script() -> Any:
+            yield {"serverContent": {"modelTurn": {"parts": [{"text": "I am thinking"}]}}}
+            release.wait(30 * TIMEOUT)  # the model hangs; websockets still answers pings
+        return script()
+
+    emu = make_emulator(responder=responder)
+    rec = Recorder()
+    try:
+        with connect(emu, on_reconnect=rec.on_reconnect, ping_interval=0.05,
+                     ping_timeout=0.5, stall_timeout=2 * TIMEOUT,
+                     reconnect=livesync.ReconnectPolicy(initial_delay=0.01)) as session:
+            turn = session.ask("What is the capital of France?", timeout=20 * TIMEOUT)
+            assert turn.text == "The capital of France is Paris."
+            event = rec.wait("on_reconnect")[0]
+            assert event.cause.startswith("stall") and event.resumed and event.replayed == 1
+            assert session.stats().stalls == 1
+    finally:
+        release.set()

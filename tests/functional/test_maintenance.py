@@ -437,16 +437,28 @@ def test_warns_before_the_uncompressed_audio_limit(
         assert not wait_for(lambda: "context window compression" in caplog.text, 0.5)
 
 
-def test_connect_with_a_refused_handle_starts_fresh_or_fails(emulator: Any) -> None:
-    """connect(resumption_handle=…) with an unknown handle starts a fresh session by default,
-    and raises SetupRejected with on_resume_refused='fail'."""
+def test_connect_with_a_refused_explicit_handle_fails(emulator: Any) -> None:
+    """Issue 8 item 7: connect(resumption_handle=…) that the server refuses raises
+    SetupRejected saying so, instead of silently starting a fresh session."""
+    with pytest.raises(livesync.SetupRejected) as info:
+        connect(emulator, resumption_handle="Cg-unknown-handle-0123456789abcdef")
+    assert info.value.code == 1008 and "resumption handle was refused" in str(info.value)
+    assert "Cg-unknown" not in str(info.value)
+
+
+def test_a_refused_stored_handle_starts_fresh(emulator: Any) -> None:
+    """A handle from the handle store that the server refuses starts a fresh session
+    (on_open says resumed=False), or fails with on_resume_refused='fail'."""
+    store = livesync.MemoryHandleStore()
+    store.save("chat", livesync.StoredHandle("Cg-unknown-handle-0123456789abcdef", time.time()))
     rec = Recorder()
-    with connect(emulator, resumption_handle="Cg-unknown-handle-0123456789abcdef",
+    with connect(emulator, handle_store=store, session_key="chat",
                  on_open=rec.on_open) as session:
         assert not rec.wait("on_open")[0].resumed
         assert session.ask("hello", timeout=10 * TIMEOUT).text
+    store.save("chat", livesync.StoredHandle("Cg-unknown-handle-0123456789abcdef", time.time()))
     with pytest.raises(livesync.SetupRejected) as info:
-        connect(emulator, resumption_handle="Cg-unknown-handle-0123456789abcdef",
+        connect(emulator, handle_store=store, session_key="chat",
                 reconnect=ReconnectPolicy(on_resume_refused="fail"))
     assert info.value.code == 1008
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import livesync
 from livesync import (
     Attempt,
     ConnectTimeout,
@@ -85,3 +86,12 @@ def test_attempt_is_backwards_compatible() -> None:
     attempt = Attempt(1, 0.5, 1011, None, "closed")
     assert (attempt.reason, attempt.retry_after) == ("", None)
     assert Attempt(2, 0.0, status_code=429, retry_after=3.0).retry_after == 3.0
+
+
+def test_known_server_reasons_carry_a_hint() -> None:
+    """Issue 8 item 6: a close the user can act on says what to do."""
+    error = livesync.SessionClosedError(1011, "Session duration limit exceeded. Enable it.")
+    assert "context_window_compression" in str(error)
+    busy = livesync.SetupRejected(1011, "Internal error encountered.")
+    assert "handle store" in str(busy)
+    assert "hint" not in str(livesync.SessionClosedError(1011, "Something else"))
