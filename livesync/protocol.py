@@ -228,6 +228,7 @@ class SessionProtocol:
             forgotten = self.tools.prepare_resume()
             for entry in self._take(lambda e: bool(set(e.tool_ids) & forgotten)):
                 self.tools.hold(entry.tool_ids)
+                self._messages += 1  # still waiting for the server: it counts
                 for call_id in entry.tool_ids:
                     self._held[call_id] = entry
         self.counters.dropped += len(self._evicted) + self._evicted_older
@@ -268,7 +269,7 @@ class SessionProtocol:
         lost = self._take(lambda e: e.sent_at is not None)
         lost_ids = self.tools.start_fresh()
         lost_ids += [i for i in self._held if i not in lost_ids]
-        self._held.clear()
+        self._release_held(list(self._held))
         self._count_dropped(len(lost) + len(set(lost_ids)),
                             [i for e in lost for i in e.tool_ids] + lost_ids)
 
@@ -344,12 +345,17 @@ class SessionProtocol:
         Raises:
             InvalidConfig: an id is unknown or was answered already (nothing is sent).
         """
+        if self._messages >= self.max_buffered_messages:  # before the ledger changes
+            raise SendQueueFull(
+                "%d messages are waiting for the server to acknowledge them" % self._messages
+            )
         route = self.tools.route([r["id"] for r in responses if r.get("id")])
         hold = [r for r in responses if r.get("id") in route.hold_ids]
         if hold:
             ids = tuple(r["id"] for r in hold)
             entry = Outbound(0, "tool_response", _tool_message(hold), ids)
             self.tools.hold(ids)
+            self._messages += 1
             for call_id in ids:
                 self._held[call_id] = entry
         if route.dropped_ids:
@@ -383,8 +389,8 @@ class SessionProtocol:
             lost = self.tools.on_turn_complete()
             if lost:
                 self._count_dropped(len(lost), lost)
-                gone = {id(self._held.pop(i)) for i in lost if i in self._held}
-                self._held = {i: e for i, e in self._held.items() if id(e) not in gone}
+                gone = {id(self._held[i]) for i in lost if i in self._held}
+                self._release_held([i for i, e in self._held.items() if id(e) in gone])
         if message.go_away is not None:
             left = message.go_away.time_left
             self.go_away_deadline = now + (left.total_seconds() if left is not None else 0.0)
@@ -556,8 +562,7 @@ class SessionProtocol:
         entry = self._held.get(old)
         if entry is None or any(self.tools.current_id(i) == i for i in entry.tool_ids):
             return False
-        for call_id in entry.tool_ids:
-            self._held.pop(call_id, None)
+        self._release_held(entry.tool_ids)
         message = json.loads(entry.text)
         for response in message["toolResponse"]["functionResponses"]:
             if response.get("id"):
@@ -567,6 +572,14 @@ class SessionProtocol:
         self._queue.append(Outbound(self._seq, "tool_response", encode(message), ids))
         self._messages += 1
         return True
+
+    def _release_held(self, ids: Sequence[str]) -> None:
+        """Forget held responses under ``ids``; an entry no longer held stops counting."""
+        entries = {id(self._held[i]): self._held[i] for i in ids if i in self._held}
+        for call_id in ids:
+            self._held.pop(call_id, None)
+        held = {id(e) for e in self._held.values()}
+        self._messages -= sum(1 for key in entries if key not in held)
 
     def _cancel(self, ids: Sequence[str]) -> None:
         """``toolCallCancellation``: responses to these calls are never sent (again)."""
@@ -579,7 +592,7 @@ class SessionProtocol:
                 self._tool_wait = None
         for call_id in cancelled & set(self._held):
             self._count_dropped(1, [call_id])
-            del self._held[call_id]
+            self._release_held([call_id])
 
     def _count_dropped(self, n: int, tool_ids: List[str]) -> None:
         self.counters.dropped += n

@@ -197,7 +197,10 @@ class ToolLedger:
 
 
 def _signature(call: FunctionCall) -> str:
-    return json.dumps([call.name, call.args], sort_keys=True, default=str)
+    try:
+        return json.dumps([call.name, call.args], sort_keys=True, default=str)
+    except (RecursionError, ValueError):  # absurdly deep arguments: match by name only
+        return json.dumps([call.name, "?"])
 
 
 def _short(call_id: str) -> str:
