@@ -525,3 +525,16 @@ def test_a_failing_token_provider_fails_connect_quickly(emulator: Any, provider:
         client.connect(MODEL, config=TEXT, open_timeout=4 * TIMEOUT)
     assert time.monotonic() - started < 4 * TIMEOUT
     assert "token_provider" in str(info.value)
+
+
+def test_reconnected_cause_is_what_ended_the_connection(emulator: Any) -> None:
+    """Issue 8 item 6: the cause names the server's close code and reason, not the
+    failed attempts after it (those are counted in attempts)."""
+    rec = Recorder()
+    with connect(emulator, on_reconnect=rec.on_reconnect) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        emulator.refuse_upgrades(2, status=503)
+        emulator.close(1011, "Internal error encountered.")
+        event = rec.wait("on_reconnect")[0]
+    assert event.cause == "close 1011 Internal error encountered."
+    assert event.attempts == 3
