@@ -234,9 +234,6 @@ class Driver:
             "yes" if self._protocol.resumption_handle else "none",
         )
 
-    def __enter__(self) -> Driver:
-        return self
-
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None or not issubclass(exc_type, Exception):
             self.close()  # a normal exit, or Ctrl-C / SystemExit: a normal closure

@@ -116,6 +116,7 @@ class Outbound:
         generation: connection it was last sent on (0: not sent yet).
         index: its index on that connection (1, 2, …).
         sent_at: when it was last sent.
+        first_sent_at: when it was first sent (pacing gives up counting from there).
         expects: the evidence that will prove it read: ``"turn"``, ``"tool"`` or ``""``.
         unconfirmed: a handle arrived that may or may not have covered it.
     """
@@ -128,6 +129,7 @@ class Outbound:
     generation: int = 0
     index: int = 0
     sent_at: Optional[float] = None
+    first_sent_at: Optional[float] = None
     expects: str = ""
     unconfirmed: bool = False
 
@@ -306,7 +308,8 @@ class SessionProtocol:
         self._seq += 1
         entry = Outbound(self._seq, kind, text, tool_ids, turn=self._is_turn(kind, turn_complete))
         claimed = None
-        if self.state is State.OPEN and not self._queue and self._may_send(entry, now):
+        if self.state is State.OPEN and self._may_send(entry, now) and (
+                not self._queue or kind == "tool_response" and self._held_back(now)):
             claimed = self._claim(entry, now)
         else:
             self._queue.append(entry)
@@ -321,9 +324,18 @@ class SessionProtocol:
         """Claim the next queued message if it may be written now (in order), else None."""
         if self.state is not State.OPEN or not self._queue:
             return None
-        if not self._may_send(self._queue[0], now):
+        if not self._held_back(now):
+            return self._claim(self._queue.popleft(), now)
+        # Tool responses never wait for pacing: the model waits for them.
+        entry = next((e for e in self._queue if e.kind == "tool_response"), None)
+        if entry is None:
             return None
-        return self._claim(self._queue.popleft(), now)
+        self._queue.remove(entry)
+        return self._claim(entry, now)
+
+    def _held_back(self, now: float) -> bool:
+        """The head of the queue waits for pacing."""
+        return bool(self._queue) and not self._may_send(self._queue[0], now)
 
     def hold_deadline(self) -> Optional[float]:
         """When pacing stops waiting for evidence, if a queued message waits for it."""
@@ -350,7 +362,9 @@ class SessionProtocol:
                 "%d messages are waiting for the server to acknowledge them" % self._messages
             )
         route = self.tools.route([r["id"] for r in responses if r.get("id")])
-        hold = [r for r in responses if r.get("id") in route.hold_ids]
+        current = [dict(r, id=self.tools.current_id(r["id"])) if r.get("id") else r
+                   for r in responses]
+        hold = [r for r in current if r.get("id") in route.hold_ids]
         if hold:
             ids = tuple(r["id"] for r in hold)
             entry = Outbound(0, "tool_response", _tool_message(hold), ids)
@@ -360,9 +374,7 @@ class SessionProtocol:
                 self._held[call_id] = entry
         if route.dropped_ids:
             self._count_dropped(len(route.dropped_ids), list(route.dropped_ids))
-        send = [dict(r, id=self.tools.current_id(r["id"])) if r.get("id") else r
-                for r in responses
-                if not r.get("id") or r["id"] not in route.hold_ids + route.dropped_ids]
+        send = [r for r in current if not r.get("id") or r["id"] in route.send_ids]
         if not send:
             return None
         self.tools.answered(route.send_ids)
@@ -544,12 +556,14 @@ class SessionProtocol:
                 self.counters.unconfirmed += 1
         self._index += 1
         entry.generation, entry.index, entry.sent_at = self.generation, self._index, now
+        if entry.first_sent_at is None:
+            entry.first_sent_at = now
         entry.unconfirmed = False
         entry.expects = ""
         if entry.turn:
             entry.expects = "turn"
             self._pending = entry
-            self._blocked_since = now
+            self._blocked_since = entry.first_sent_at  # replays do not restart the clock
         elif (entry.kind == "tool_response" and self._tool_evidence and entry.tool_ids
               and not self.tools.open_ids):
             entry.expects = "tool"
@@ -560,8 +574,8 @@ class SessionProtocol:
     def _resend_held(self, old: str) -> bool:
         """Queue the held response of ``old`` once the model re-issued all its calls."""
         entry = self._held.get(old)
-        if entry is None or any(self.tools.current_id(i) == i for i in entry.tool_ids):
-            return False
+        if entry is None or set(entry.tool_ids) & self.tools.held():
+            return False  # some of its calls have not been asked again yet
         self._release_held(entry.tool_ids)
         message = json.loads(entry.text)
         for response in message["toolResponse"]["functionResponses"]:

@@ -82,7 +82,8 @@ class ToolLedger:
         if old is None:
             self._open[call.id] = signature
             return False, None
-        self._renamed[old] = call.id
+        if old != call.id:
+            self._renamed[old] = call.id
         if old not in self._held:
             self._open[call.id] = signature
             return True, None
@@ -121,13 +122,16 @@ class ToolLedger:
         hold: List[str] = []
         dropped: List[str] = []
         for call_id in ids:
-            current = self._renamed.get(call_id, call_id)
+            current = self.current_id(call_id)
             if current in self._open:
                 send.append(current)
             elif self._closed.get(current):
                 dropped.append(call_id)
-            elif call_id in self._forgotten.values():
-                hold.append(call_id)
+            elif current in self._held:
+                raise InvalidConfig("tool call %s was answered already" % _short(call_id),
+                                    field="function_responses")
+            elif current in self._forgotten.values():
+                hold.append(current)
             elif current in self._closed:
                 raise InvalidConfig("tool call %s was answered already" % _short(call_id),
                                     field="function_responses")
@@ -183,8 +187,13 @@ class ToolLedger:
         return set(self._held)
 
     def current_id(self, call_id: str) -> str:
-        """The server's id now for the call the application saw as ``call_id``."""
-        return self._renamed.get(call_id, call_id)
+        """The server's id now for the call the application saw as ``call_id`` (a call
+        may be re-issued once per resume, so renames chain)."""
+        seen = 0
+        while call_id in self._renamed and seen <= len(self._renamed):
+            call_id = self._renamed[call_id]
+            seen += 1
+        return call_id
 
     def is_cancelled(self, call_id: str) -> bool:
         return bool(self._closed.get(call_id))

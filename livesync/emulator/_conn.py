@@ -12,7 +12,8 @@ Threads per connection (all joined before the connection's handler returns):
   and tool responses are read while the model is "speaking".
 
 Resumable handles are only issued while the model is idle: no job running or
-queued, and every message taken from the inbox fully processed. The handler
+queued, no user turn half read (an open activity, speech in progress), and every
+message taken from the inbox fully processed. The handler
 holds ``Connection.processing`` while it processes one client message (read,
 record, update history, enqueue); the worker holds it around "check idle,
 snapshot, send the handle". Lock order: ``processing`` before ``mutex``,
@@ -862,8 +863,10 @@ class Connection:
     def _handle_if_idle(self, job: Optional[Job]) -> None:
         """Send a resumable handle if the model is idle, else owe one (worker thread).
 
-        Idle: no job but ``job`` (the one ending) is current and no job that
-        still counts is queued. A job cancelled while queued never runs, so it
+        Idle: no job but ``job`` (the one ending) is current, no job that
+        still counts is queued, and the user is not mid-turn (an open manual
+        activity, or speech the server VAD is following): a snapshot holds no
+        half-read turn. A job cancelled while queued never runs, so it
         does not count. ``processing`` keeps the handler from recording and
         enqueuing a client message between the check and the snapshot. When
         another turn is queued, its end sends the handle; if it is cancelled
@@ -873,7 +876,7 @@ class Connection:
             with self.mutex:
                 idle = self.current in (None, job) and all(
                     q.cancel.is_set() for q in self.queued
-                )
+                ) and not (self.in_activity or self.speaking)  # the user is mid-turn
                 self.handle_owed = not idle
             if idle:
                 self._send_handle()

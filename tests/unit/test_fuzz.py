@@ -676,10 +676,13 @@ class ProtocolMachine(RuleBasedStateMachine):
         # Bounds: non-media sends are refused at the limit; media is evicted down to it.
         assert len([e for e in others if e.seq in self.ours]) <= p.max_buffered_messages
         assert p._media_bytes <= p.max_buffered_media + self.largest
-        # Written in send order: everything sent precedes everything queued, and the
-        # sent entries are this connection's, in index order.
-        seqs = [e.seq for e in buffered]
+        # Written in send order: everything sent precedes everything queued (tool
+        # responses may go ahead of turns held by pacing), and the sent entries are
+        # this connection's, in index order.
+        seqs = [e.seq for e in buffered if e.kind != "tool_response"]
         assert seqs == sorted(set(seqs))
+        unsent = [e.seq for e in p._queue if e.sent_at is None]
+        assert unsent == sorted(set(unsent))
         assert all(e.generation == p.generation and e.sent_at is not None for e in p._sent)
         indexes = [e.index for e in p._sent]
         assert indexes == sorted(set(indexes))

@@ -387,3 +387,41 @@ def test_a_call_cancelled_after_the_handle_is_not_held_across_a_resume() -> None
     resume(p)
     assert p.tool_response([{"id": "c1", "name": "w", "response": {}}], 1.0) is None
     assert p.counters.dropped_tool_ids == ["c1"] and not p.tools.held()
+
+
+def test_a_tool_response_never_waits_behind_a_paced_turn() -> None:
+    """The model waits for the tool response: it goes out ahead of a held user turn
+    (found by the chaos soak: a turn held for evidence that only the response brings)."""
+    p = opened()
+    turn(p, "weather?")
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.1)
+    turn(p, "and tomorrow?", now=0.2)  # the call proved the first turn: written
+    assert p.enqueue("content", "third", 0.3, turn_complete=True) is None  # paced
+    response = p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.4)
+    assert response is not None and response.kind == "tool_response"
+
+
+def test_replays_do_not_restart_the_pacing_clock() -> None:
+    """hold_timeout counts from a turn's first send, so reconnects cannot stall pacing."""
+    p = opened(hold_timeout=2.0)
+    turn(p, "a", now=0.0)
+    assert p.enqueue("content", "b", 0.0, turn_complete=True) is None
+    assert [e.text for e in resume(p, now=1.5)] == ["a"]  # "b" still waits
+    assert p.next_to_send(2.0).text == "b"
+
+
+def test_renames_chain_across_resumes() -> None:
+    """A call re-issued on two successive resumes is answered under its latest id."""
+    p = opened()
+    handle(p, now=0.0)
+    turn(p, now=0.1)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "v1", "name": "w", "args": {}}]}}), 0.2)
+    for new in ("v2", "v3"):
+        resume(p)
+        output(p)
+        p.receive(msg({"toolCall": {"functionCalls": [{"id": new, "name": "w", "args": {}}]}}),
+                  1.0)
+    entry = p.tool_response([{"id": "v1", "name": "w", "response": {}}], 2.0)
+    assert entry is not None and entry.tool_ids == ("v3",)
+    with pytest.raises(InvalidConfig, match="answered already"):
+        p.tool_response([{"id": "v1", "name": "w", "response": {}}], 2.1)
