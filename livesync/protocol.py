@@ -26,16 +26,19 @@ so coverage follows **evidence**, resting on three properties of the service:
 2. each user turn it reads makes it either interrupt the generation in flight
    (``interrupted``) or start a generation of its own;
 3. it issues a resumable handle only right after ``setupComplete`` and when a
-   generation has ended with nothing else pending (the model is idle).
+   generation has ended with nothing else pending and no user turn half read,
+   e.g. inside an open activity (the model is idle).
 
 A message is **proven read** once server output it caused, or caused by a later
 message, has arrived. Evidence: a user turn (``clientContent`` with
 ``turnComplete``, realtime ``text`` outside an activity, ``activityEnd``) is
 proven by the ``interrupted`` of the generation it cut or by the first output of
 its own generation; a tool response that answers the last open call by the
-model's continuation. A handle covers exactly what was proven before it
-arrived: by property 3, a user turn read before the handle was answered before
-it, so an unproven one was not read and is replayed — exactly once, either way.
+model's continuation; ``activityStart`` and everything inside the activity by
+the proof of its ``activityEnd``. A handle covers exactly what was proven before
+it arrived: by property 3, a user turn read before the handle was answered
+before it, so an unproven one was not read and is replayed — exactly once,
+either way.
 
 To keep the mapping from output to turn unambiguous, user turns are **paced**:
 a turn (and anything sent after it) waits until the previous turn is proven
@@ -44,9 +47,9 @@ when a turn follows another that quickly. ``activityStart`` and ``clientContent`
 are paced too, so that they never cancel a turn whose generation has not started.
 After ``HOLD_TIMEOUT`` seconds without evidence the pacing gives up and sends.
 
-**What evidence cannot cover.** Audio, video, ``audioStreamEnd``,
-``activityStart``, ``clientContent`` without ``turnComplete``, text inside an
-activity, and tool responses that leave calls open cause no output of their own.
+**What evidence cannot cover.** Audio and video outside an activity,
+``audioStreamEnd``, ``clientContent`` without ``turnComplete``, and tool responses
+that leave calls open cause no output of their own.
 They are proven by later evidence when there is some. Otherwise a handle
 covers them by time: if they were sent at least ``replay_margin`` plus twice the
 measured round-trip time before it arrived (and after no unproven turn). Sent
@@ -116,7 +119,6 @@ class Outbound:
         generation: connection it was last sent on (0: not sent yet).
         index: its index on that connection (1, 2, …).
         sent_at: when it was last sent.
-        first_sent_at: when it was first sent (pacing gives up counting from there).
         expects: the evidence that will prove it read: ``"turn"``, ``"tool"`` or ``""``.
         unconfirmed: a handle arrived that may or may not have covered it.
     """
@@ -129,7 +131,6 @@ class Outbound:
     generation: int = 0
     index: int = 0
     sent_at: Optional[float] = None
-    first_sent_at: Optional[float] = None
     expects: str = ""
     unconfirmed: bool = False
 
@@ -224,6 +225,10 @@ class SessionProtocol:
         restored session has not seen are held (see :mod:`livesync.tool_ledger`),
         and evicted media the handle does not cover is counted as dropped.
         """
+        # Answers to cancelled calls are never replayed: those the handle does not
+        # cover are lost with the old connection.
+        for entry in self._take(self._answers_cancelled, sent=True):
+            self._count_dropped(1, list(entry.tool_ids))
         self._queue.extendleft(reversed(self._sent))
         self._sent.clear()
         if resume:
@@ -397,7 +402,8 @@ class SessionProtocol:
         if message.tool_call_cancellation is not None:
             self._cancel(message.tool_call_cancellation.ids or ())
         content = message.server_content
-        if content is not None and content.turn_complete:
+        if content is not None and content.turn_complete and self.idle:
+            # The model answered every (replayed) turn without asking again.
             lost = self.tools.on_turn_complete()
             if lost:
                 self._count_dropped(len(lost), lost)
@@ -556,14 +562,16 @@ class SessionProtocol:
                 self.counters.unconfirmed += 1
         self._index += 1
         entry.generation, entry.index, entry.sent_at = self.generation, self._index, now
-        if entry.first_sent_at is None:
-            entry.first_sent_at = now
         entry.unconfirmed = False
         entry.expects = ""
         if entry.turn:
             entry.expects = "turn"
             self._pending = entry
-            self._blocked_since = entry.first_sent_at  # replays do not restart the clock
+            self._blocked_since = now
+        elif entry.kind == "activity_start":
+            # No handle is issued while an activity is open, so its activityEnd being
+            # proven is the evidence for it and everything inside the activity.
+            entry.expects = "activity"
         elif (entry.kind == "tool_response" and self._tool_evidence and entry.tool_ids
               and not self.tools.open_ids):
             entry.expects = "tool"
@@ -599,14 +607,19 @@ class SessionProtocol:
         """``toolCallCancellation``: responses to these calls are never sent (again)."""
         self.tools.on_cancel(ids)
         cancelled = set(ids)
-        for entry in self._take(lambda e: bool(set(e.tool_ids) & cancelled)):
-            if entry.sent_at is None or entry.generation != self.generation:
-                self._count_dropped(1, list(entry.tool_ids))
-            if entry is self._tool_wait:
-                self._tool_wait = None
+        # Not sent on this connection: never send it. Sent on it: the server reads it
+        # (and ignores it) unless the connection ends first: begin_connection decides.
+        for entry in self._take(lambda e: bool(set(e.tool_ids) & cancelled)
+                                and (e.sent_at is None or e.generation != self.generation)):
+            self._count_dropped(1, list(entry.tool_ids))
+        if self._tool_wait is not None and set(self._tool_wait.tool_ids) & cancelled:
+            self._tool_wait = None
         for call_id in cancelled & set(self._held):
             self._count_dropped(1, [call_id])
             self._release_held([call_id])
+
+    def _answers_cancelled(self, entry: Outbound) -> bool:
+        return bool(entry.tool_ids) and all(self.tools.is_cancelled(i) for i in entry.tool_ids)
 
     def _count_dropped(self, n: int, tool_ids: List[str]) -> None:
         self.counters.dropped += n

@@ -61,7 +61,7 @@ class ToolLedger:
         self._open: Dict[str, str] = {}  # current id -> signature
         self._since_handle: Dict[str, str] = {}  # ids received since the last handle
         self._closed: "OrderedDict[str, bool]" = OrderedDict()  # id -> cancelled?
-        self._forgotten: Dict[str, str] = {}  # signature -> old id
+        self._forgotten: Dict[str, List[str]] = {}  # signature -> old ids, oldest first
         self._renamed: Dict[str, str] = {}  # old id -> new id
         self._held: Set[str] = set()  # old ids whose response waits for a re-issue
 
@@ -78,7 +78,10 @@ class ToolLedger:
             return False, None
         signature = _signature(call)
         self._since_handle[call.id] = signature
-        old = self._forgotten.pop(signature, None)
+        olds = self._forgotten.get(signature)
+        old = olds.pop(0) if olds else None  # the same question may have been asked twice
+        if olds is not None and not olds:
+            del self._forgotten[signature]
         if old is None:
             self._open[call.id] = signature
             return False, None
@@ -102,11 +105,14 @@ class ToolLedger:
         self._since_handle = {}
 
     def on_turn_complete(self) -> List[str]:
-        """The model ended a turn: held responses whose call never came back are lost."""
+        """The model answered every replayed turn: forgotten calls it did not ask again
+        for are over; their held responses are lost (returned)."""
         lost = sorted(self._held)
         self._held.clear()
-        if lost:
-            self._forgotten.clear()
+        for olds in self._forgotten.values():  # never asked again: a late answer is dropped
+            for call_id in olds:
+                self._remember(call_id, cancelled=True)
+        self._forgotten.clear()
         return lost
 
     # Client sends.
@@ -130,7 +136,7 @@ class ToolLedger:
             elif current in self._held:
                 raise InvalidConfig("tool call %s was answered already" % _short(call_id),
                                     field="function_responses")
-            elif current in self._forgotten.values():
+            elif any(current in olds for olds in self._forgotten.values()):
                 hold.append(current)
             elif current in self._closed:
                 raise InvalidConfig("tool call %s was answered already" % _short(call_id),
@@ -158,12 +164,12 @@ class ToolLedger:
         Returns their ids: responses to them (sent or not) must be held until the
         model asks again.
         """
-        forgotten = {i for i in self._since_handle if not self._closed.get(i)}
+        forgotten = [i for i in self._since_handle if not self._closed.get(i)]  # in order
         for call_id in forgotten:
-            self._forgotten[self._since_handle[call_id]] = call_id
+            self._forgotten.setdefault(self._since_handle[call_id], []).append(call_id)
             self._open.pop(call_id, None)
         self._since_handle = {}
-        return forgotten
+        return set(forgotten)
 
     def start_fresh(self) -> List[str]:
         """The server refused the handle: every call is gone; return held ids (lost)."""
