@@ -470,7 +470,11 @@ class SessionProtocol:
             return
         self.resumption_handle = update.new_handle
         self.handle_issued_at = now
-        self.tools.on_handle()
+        settled = self.tools.on_handle() if self._tool_evidence else set()
+        if settled:  # answers to calls settled before the handle are never replayed
+            for entry in self._take(lambda e: bool(e.tool_ids) and set(e.tool_ids) <= settled):
+                if entry.sent_at is None:
+                    self._count_dropped(1, list(entry.tool_ids))
         acked = update.last_consumed_client_message_index
         if acked is not None:
             self._take(lambda e: 0 < e.index <= acked, sent=True)

@@ -100,9 +100,18 @@ class ToolLedger:
             self._open.pop(call_id, None)
             self._remember(call_id, cancelled=True)
 
-    def on_handle(self) -> None:
-        """A resumable handle arrived: the calls so far are part of the saved session."""
+    def on_handle(self) -> Set[str]:
+        """A resumable handle arrived: the calls so far are part of the saved session.
+
+        The server issues a handle only while the model is idle, so every call it
+        made before the handle is settled: answered and read, or cancelled. Returns
+        the calls received since the previous handle; those still open are closed
+        as cancelled (an answer to them would be moot, or refused by the server).
+        """
+        settled = set(self._since_handle)
+        self.on_cancel([i for i in settled if i in self._open])
         self._since_handle = {}
+        return settled
 
     def on_turn_complete(self) -> List[str]:
         """The model answered every replayed turn: forgotten calls it did not ask again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hmac
@@ -18,6 +19,7 @@ from typing import (
     Callable,
     Dict,
     Iterable,
+    Iterator,
     List,
     Optional,
     Sequence,
@@ -38,6 +40,7 @@ from ._conn import (
     INTERNAL,
     INVALID_ARGUMENT,
     UNREGISTERED,
+    Closed,
     Connection,
 )
 from ._records import (
@@ -565,7 +568,8 @@ class Emulator:
                 operation could complete.") when ``time_left`` runs out.
         """
         left = self.go_away_notice * self.time_scale if time_left is None else float(time_left)
-        self._pick(conn).go_away(left, enforce)
+        with _closing_is_lookup():
+            self._pick(conn).go_away(left, enforce)
 
     def stall(self, conn: ConnRef = None) -> None:
         """Stop reading and sending on a connection; keep TCP open.
@@ -659,7 +663,8 @@ class Emulator:
     def send_malformed(self, data: Union[bytes, str] = b"{not json", conn: ConnRef = None
                        ) -> None:
         """Send bytes that are not valid JSON, in the usual frame type."""
-        self._pick(conn).send(data)
+        with _closing_is_lookup():
+            self._pick(conn).send(data)
 
     def send_raw(self, message: Union[Dict[str, Any], bytes, str], conn: ConnRef = None,
                  *, frame: str = "") -> None:
@@ -667,7 +672,8 @@ class Emulator:
 
         ``frame`` forces ``"text"`` or ``"binary"``.
         """
-        self._pick(conn).send(message, frame=frame)
+        with _closing_is_lookup():
+            self._pick(conn).send(message, frame=frame)
 
     def issue_handle(self, conn: ConnRef = None) -> None:
         """Send a fresh resumable ``sessionResumptionUpdate`` now (after setup).
@@ -679,7 +685,8 @@ class Emulator:
         target = self._pick(conn)
         if target.session is None:
             raise LookupError("connection has no session yet")
-        target.issue_handle()
+        with _closing_is_lookup():
+            target.issue_handle()
 
     # ------------------------------------------------------------------ internals
 
@@ -987,6 +994,15 @@ def _retry_after_value(retry_after: Union[float, str]) -> str:
     if float(retry_after).is_integer():
         return str(int(retry_after))
     return repr(float(retry_after))
+
+
+@contextlib.contextmanager
+def _closing_is_lookup() -> Iterator[None]:
+    """A connection that started closing is not open: say so as _pick does."""
+    try:
+        yield
+    except Closed:
+        raise LookupError("connection is closing") from None
 
 
 def _same(a: str, b: str) -> bool:

@@ -453,3 +453,15 @@ def test_two_forgotten_calls_with_the_same_signature_map_in_order() -> None:
                 sent.append(json.loads(entry.text)["toolResponse"]["functionResponses"][0])
         end(p)
     assert [(r["id"], r["response"]["n"]) for r in sent] == [("b1", "a1"), ("b2", "a2")]
+
+
+def test_answers_to_calls_before_a_handle_are_never_replayed() -> None:
+    """A handle comes only when the model is idle, so calls made before it are settled:
+    an answer still buffered is not replayed (found by the chaos soak: replaying it
+    after the handle ended the session with 1008)."""
+    p = opened()
+    turn(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.1)
+    p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.2)
+    handle(p, now=0.3)  # no continuation seen (cut off), yet the handle settles c1
+    assert all(e.kind != "tool_response" for e in resume(p))
