@@ -14,6 +14,15 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTP
                    "ALL_PROXY")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options of the chaos soak (tests/chaos; see docs/chaos.md)."""
+    group = parser.getgroup("chaos", "livesync chaos soak (tests/chaos, docs/chaos.md)")
+    group.addoption("--chaos-long", action="store_true", default=False,
+                    help="run the long chaos soak (about 20 minutes) instead of the short one")
+    group.addoption("--chaos-seed", type=int, default=None,
+                    help="seed of the chaos soak's fault schedule and workload (default: fixed)")
+
+
 def _livesync_threads() -> List[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("livesync-")]
 
