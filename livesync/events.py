@@ -49,9 +49,10 @@ class Reconnected:
             cover, a fresh session's lost input, tool responses to calls that were
             cancelled or that the resumed model never asked again.
         dropped_tool_responses: call ids of the tool responses among ``dropped``.
-        unconfirmed: replayed messages without evidence either way (audio, video,
-            markers sent just before the handle arrived): the server may have had
-            them already, so they may be duplicated (see ``livesync.protocol``).
+        unconfirmed: messages whose fate livesync cannot know (audio or video sent
+            just before the handle arrived, with no evidence either way): replayed
+            ones may be duplicated, evicted ones (counted in ``dropped``) may have
+            reached the server after all (see ``livesync.protocol``).
     """
 
     generation: int

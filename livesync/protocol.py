@@ -198,6 +198,7 @@ class SessionProtocol:
         self._held: Dict[str, Outbound] = {}  # old call id -> response awaiting a re-issue
         self._evicted: Deque[Tuple[int, float]] = deque()  # sent media gone from the buffer
         self._evicted_older = 0
+        self._unsure_below = 0  # evicted media below this index may or may not be covered
         self._seq = 0
         self._media_bytes = 0
         self._messages = 0
@@ -239,8 +240,11 @@ class SessionProtocol:
                 for call_id in entry.tool_ids:
                     self._held[call_id] = entry
         self.counters.dropped += len(self._evicted) + self._evicted_older
+        # Those a handle may have covered (sent just before it) are also unconfirmed.
+        self.counters.unconfirmed += sum(1 for i, _ in self._evicted if i < self._unsure_below)
         self._evicted.clear()
         self._evicted_older = 0
+        self._unsure_below = 0
         self.generation += 1
         self.state = State.CONNECTING
         self.go_away_deadline = None
@@ -493,6 +497,7 @@ class SessionProtocol:
             if entry.index < limit and not entry.expects:
                 entry.unconfirmed = True
         self._prune_evicted(timed)
+        self._unsure_below = max(self._unsure_below, limit)
 
     # Decisions.
 

@@ -77,6 +77,9 @@ class ToolLedger:
         if not call.id:
             return False, None
         signature = _signature(call)
+        for olds in self._forgotten.values():  # the same id again: not a forgotten call
+            if call.id in olds:
+                olds.remove(call.id)
         self._since_handle[call.id] = signature
         olds = self._forgotten.get(signature)
         old = olds.pop(0) if olds else None  # the same question may have been asked twice
@@ -142,14 +145,11 @@ class ToolLedger:
                 send.append(current)
             elif self._closed.get(current):
                 dropped.append(call_id)
-            elif current in self._held:
+            elif current in self._held or current in self._closed:
                 raise InvalidConfig("tool call %s was answered already" % _short(call_id),
                                     field="function_responses")
             elif any(current in olds for olds in self._forgotten.values()):
                 hold.append(current)
-            elif current in self._closed:
-                raise InvalidConfig("tool call %s was answered already" % _short(call_id),
-                                    field="function_responses")
             else:
                 raise InvalidConfig("no tool call with id %s is open" % _short(call_id),
                                     field="function_responses")
@@ -222,7 +222,7 @@ class ToolLedger:
 
 def _signature(call: FunctionCall) -> str:
     try:
-        return json.dumps([call.name, call.args], sort_keys=True, default=str)
+        return json.dumps([call.name, call.args or {}], sort_keys=True, default=str)
     except (RecursionError, ValueError):  # absurdly deep arguments: match by name only
         return json.dumps([call.name, "?"])
 

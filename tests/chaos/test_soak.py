@@ -1178,7 +1178,9 @@ class Round:
         missing = len(lost_audio) + len(excused) + self.lost_count
         lagged = sum(1 for i in lost_audio if any(a <= i.t_start <= b
                                                   for a, b in self.lag_windows))
-        if not missing - lagged <= stats.dropped <= missing:
+        # unconfirmed also counts evicted audio a handle may have covered: it is in
+        # dropped whether or not the server had it.
+        if not missing - lagged <= stats.dropped <= missing + unconfirmed:
             reached = {_tokens(m)[1] for r in self.emu.connections for m in r.messages
                        if m.kind == "realtimeInput"}
             unsent = sum(1 for i in lost_audio if i.key not in reached)

@@ -228,8 +228,8 @@ def http_date(delta: float) -> str:
     [
         ("120", 120.0),
         ("1.5", 1.5),
-        (http_date(3600), 3600.0),
-        (http_date(-3600), 0.0),
+        ("date+3600", 3600.0),  # an HTTP date, made when the test runs
+        ("date-3600", 0.0),
         ("soon", None),
         ("inf", None),
         (None, None),
@@ -237,6 +237,8 @@ def http_date(delta: float) -> str:
 )
 def test_retry_after_forms(header: Optional[str], expected: Optional[float]) -> None:
     """Retry-After is read as delta-seconds or an HTTP date; anything else is ignored."""
+    if header is not None and header.startswith("date"):
+        header = http_date(float(header[4:]))
     with ws_server(process_request=refuse(429, header)) as port:
         with pytest.raises(InvalidStatus) as info:
             dial("ws://127.0.0.1:%d/" % port)

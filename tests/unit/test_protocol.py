@@ -465,3 +465,15 @@ def test_answers_to_calls_before_a_handle_are_never_replayed() -> None:
     p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.2)
     handle(p, now=0.3)  # no continuation seen (cut off), yet the handle settles c1
     assert all(e.kind != "tool_response" for e in resume(p))
+
+
+def test_a_call_asked_again_under_the_same_id_is_answered_once() -> None:
+    """Found by fuzzing: a re-issue that reuses the old id (and omits empty args) is the
+    same open call; a second answer to it is refused, never held twice."""
+    p = opened()
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "a", "name": "f", "args": {}}]}}), 0.0)
+    resume(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "a", "name": "f"}]}}), 0.1)
+    assert p.tool_response([{"id": "a", "name": "f", "response": {}}], 0.2) is not None
+    with pytest.raises(InvalidConfig, match="answered already"):
+        p.tool_response([{"id": "a", "name": "f", "response": {}}], 0.3)
