@@ -77,9 +77,9 @@ class ToolLedger:
         if not call.id:
             return False, None
         signature = _signature(call)
-        for olds in self._forgotten.values():  # the same id again: not a forgotten call
-            if call.id in olds:
-                olds.remove(call.id)
+        for ids in self._forgotten.values():  # the same id again: not a forgotten call
+            if call.id in ids:
+                ids.remove(call.id)
         self._since_handle[call.id] = signature
         olds = self._forgotten.get(signature)
         old = olds.pop(0) if olds else None  # the same question may have been asked twice
