@@ -235,6 +235,9 @@ class SessionProtocol:
         if resume:
             forgotten = self.tools.prepare_resume()
             for entry in self._take(lambda e: bool(set(e.tool_ids) & forgotten)):
+                if set(entry.tool_ids) & set(self._held):  # a second answer to one id
+                    self._count_dropped(1, list(entry.tool_ids))
+                    continue
                 self.tools.hold(entry.tool_ids)
                 self._messages += 1  # still waiting for the server: it counts
                 for call_id in entry.tool_ids:
