@@ -112,11 +112,13 @@ class Dispatcher:
         # of unread messages costs memory and garbage-collector time.
         self._buffering = callbacks.on_message is None
         self._stopping = False
-        self._room = threading.Condition()
+        self._room = threading.Event()  # set by the dispatcher when a blocked reader may go on
         self._max_queue = max_queue
         self._max_queue_bytes = max_queue_bytes
-        self._queued = 0  # server messages queued, and their bytes (under _room)
-        self._queued_bytes = 0
+        # Lock-free counters: each is written by one thread only (in: the reader, out:
+        # the dispatcher), so the hot path takes no lock the other thread wants.
+        self._in = self._in_bytes = 0
+        self._out = self._out_bytes = 0
         self._warned_at = -WARN_EVERY
         self.blocked = False
         """True while the reader waits for room (back-pressure)."""
@@ -139,33 +141,35 @@ class Dispatcher:
         ``close()`` was called, or when ``abandoned()`` (the connection is being
         torn down; :meth:`wake` re-checks it).
         """
-        with self._room:
-            if not self._has_room():
-                self.backpressure += 1
-                self._warn_full()
-                self.blocked = True
-                while not (self._has_room() or self._stopping or abandoned()):
-                    self._room.wait(1.0)
-                self.blocked = False
-            self._queued += 1
-            self._queued_bytes += delivery.size
+        if not self._has_room():
+            self.backpressure += 1
+            self._warn_full()
+            self.blocked = True
+            while not (self._has_room() or self._stopping or abandoned()):
+                self._room.clear()
+                if self._has_room():
+                    break
+                self._room.wait(1.0)
+            self.blocked = False
+        self._in += 1
+        self._in_bytes += delivery.size
         self._queue.put(("message", delivery))
 
     def _has_room(self) -> bool:
-        return self._queued < self._max_queue and self._queued_bytes < self._max_queue_bytes
+        return (self._in - self._out < self._max_queue
+                and self._in_bytes - self._out_bytes < self._max_queue_bytes)
 
     def _warn_full(self) -> None:
         now = time.monotonic()
         if now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
             self._log.warning("callbacks are %d messages (%d bytes) behind the connection; "
-                              "reading paused until they catch up", self._queued,
-                              self._queued_bytes)
+                              "reading paused until they catch up", self._in - self._out,
+                              self._in_bytes - self._out_bytes)
 
     def wake(self) -> None:
         """Make a blocked :meth:`deliver` re-check its conditions. Any thread."""
-        with self._room:
-            self._room.notify_all()
+        self._room.set()
 
     def stop(self) -> None:
         """``close()`` was called: from now on only the close event is delivered;
@@ -225,11 +229,10 @@ class Dispatcher:
                 self._log.error("unexpected internal error in the dispatcher", exc_info=True)
 
     def _dequeued(self, size: int) -> None:
-        with self._room:
-            self._queued -= 1
-            self._queued_bytes -= size
-            if self.blocked:
-                self._room.notify_all()
+        self._out += 1
+        self._out_bytes += size
+        if self.blocked:
+            self._room.set()
 
     def _deliver(self, kind: str, payload: Any) -> None:
         cb = self._callbacks
