@@ -238,8 +238,9 @@ class Dispatcher:
         cb = self._callbacks
         if kind == "message":
             message = payload.message
-            claim = next((c for c in self._claims
-                          if payload.owner is not None and c.seq == payload.owner), None)
+            claim = None
+            if self._claims and payload.owner is not None:  # only while an ask() waits
+                claim = next((c for c in self._claims if c.seq == payload.owner), None)
             if claim is not None:
                 claim.inbox.put((kind, payload))
             elif self._buffering:

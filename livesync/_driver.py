@@ -207,7 +207,8 @@ class Driver:
              "protocol_errors", "rotations_planned", "rotations_unplanned",
              "resumed", "fresh", "stalls"), 0)
         self._reported = (0, 0, 0)  # protocol's replayed, dropped, unconfirmed at the last report
-        self._loss_logged = (0, 0.0)  # dropped count and time of the last loss WARNING
+        self._loss_unlogged = 0  # queued media dropped since the last loss WARNING
+        self._loss_logged_at = -10.0
         self._gaps: Deque[float] = deque(maxlen=1000)
         self._last_close_code: Optional[int] = None
         self._started_at = time.monotonic()
@@ -338,16 +339,16 @@ class Driver:
                 if self._closing.is_set():
                     raise self._closed_exception()
                 dropped = self._protocol.counters.dropped
-                entry = self._protocol.enqueue(kind, text, time.monotonic(),
-                                               turn_complete=turn_complete)
+                now = time.monotonic()
+                entry = self._protocol.enqueue(kind, text, now, turn_complete=turn_complete)
                 if claim is not None:
                     claim(self._protocol.last_seq)
                 conn = self._conn
-                lost = self._protocol.counters.dropped > dropped
-                if kind in MEDIA_KINDS:
-                    self._media_since.setdefault(kind, time.monotonic())
+                lost = self._protocol.counters.dropped - dropped
+                if kind in MEDIA_KINDS and kind not in self._media_since:
+                    self._media_since[kind] = now
             if lost:
-                self._warn_loss()
+                self._warn_loss(lost)
             if entry is not None and conn is not None:
                 self._write(conn, entry)
 
@@ -366,16 +367,15 @@ class Driver:
             self._log.debug("> %s #%d (%d bytes)", entry.kind, entry.index, size)
         return True
 
-    def _warn_loss(self) -> None:
-        """One WARNING per 10 s at most while queued media is being dropped."""
-        with self._lock:
-            dropped = self._protocol.counters.dropped
-        count, at = self._loss_logged
+    def _warn_loss(self, lost: int) -> None:
+        """One WARNING per 10 s at most while queued media is being dropped (send path,
+        with ``_send_lock`` held)."""
+        self._loss_unlogged += lost
         now = time.monotonic()
-        if now - at >= 10.0:
-            self._loss_logged = (dropped, now)
+        if now - self._loss_logged_at >= 10.0:
             self._log.warning("dropped %d queued media messages while disconnected "
-                              "(max_buffered_media reached)", dropped - count)
+                              "(max_buffered_media reached)", self._loss_unlogged)
+            self._loss_unlogged, self._loss_logged_at = 0, now
 
     # Receiving without callbacks.
 
@@ -1024,7 +1024,10 @@ class Driver:
             self._counters["messages_in"] += 1
             self._counters["bytes_in"] += len(data)
             rotation_pending = self._protocol.go_away_deadline is not None
-            idle = self._protocol.idle
+            content = message.server_content  # a reply may have ended (or a connection)
+            ended = message.setup_complete is not None or content is not None and bool(
+                content.turn_complete or content.interrupted)
+            idle = ended and self._protocol.idle
         if lost:
             self._log.warning("dropped %d tool responses: the model did not ask again "
                               "after the session was resumed", lost)

@@ -313,10 +313,8 @@ class SessionProtocol:
         Raises:
             SendQueueFull: too many non-media messages wait for the server.
         """
-        if kind not in MEDIA_KINDS and self._messages >= self.max_buffered_messages:
-            raise SendQueueFull(
-                "%d messages are waiting for the server to acknowledge them" % self._messages
-            )
+        if kind not in MEDIA_KINDS:
+            self._check_room()
         self._seq += 1
         entry = Outbound(self._seq, kind, text, tool_ids, turn=self._is_turn(kind, turn_complete))
         claimed = None
@@ -345,6 +343,13 @@ class SessionProtocol:
         self._queue.remove(entry)
         return self._claim(entry, now)
 
+    def _check_room(self) -> None:
+        """Raise SendQueueFull when ``max_buffered_messages`` non-media messages wait."""
+        if self._messages >= self.max_buffered_messages:
+            raise SendQueueFull(
+                "%d messages are waiting for the server to acknowledge them" % self._messages
+            )
+
     def _held_back(self, now: float) -> bool:
         """The head of the queue waits for pacing."""
         return bool(self._queue) and not self._may_send(self._queue[0], now)
@@ -369,10 +374,7 @@ class SessionProtocol:
         Raises:
             InvalidConfig: an id is unknown or was answered already (nothing is sent).
         """
-        if self._messages >= self.max_buffered_messages:  # before the ledger changes
-            raise SendQueueFull(
-                "%d messages are waiting for the server to acknowledge them" % self._messages
-            )
+        self._check_room()  # before the ledger changes
         route = self.tools.route([r["id"] for r in responses if r.get("id")])
         current = [dict(r, id=self.tools.current_id(r["id"])) if r.get("id") else r
                    for r in responses]

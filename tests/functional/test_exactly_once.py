@@ -160,6 +160,7 @@ def test_media_dropped_in_an_outage_is_counted_exactly(make_emulator: Any) -> No
     chunk = 3200  # 100 ms of 16 kHz PCM; base64 + JSON ≈ 4.4 kB per message
     with connect(emu, on_reconnect=rec.on_reconnect, max_buffered_media=20_000) as session:
         total = dropped = 0
+        assert wait_for(lambda: session.resumption_handle is not None)  # else no resume
         for outage in range(1, 4):
             assert wait_for(lambda: session.state == "open")
             emu.refuse_upgrades_for(60.0)
