@@ -23,6 +23,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional
 
 from .events import Closed, ErrorEvent, Turn
 from .exceptions import ToolCallPending
+from .protocol import turn_over
 from .types import FunctionCall, FunctionResponse, LiveServerMessage, UsageMetadata
 
 __all__ = ["Callbacks", "Claim", "Delivery", "Dispatcher", "collect_turn"]
@@ -343,8 +344,7 @@ def collect_turn(
         if message.tool_call is not None:
             waiting = _run_tools(message.tool_call.function_calls or [], tools, respond,
                                  wait_for_others)
-        content = message.server_content
-        if content is not None and content.turn_complete:
+        if turn_over(message.server_content):
             return _turn(messages)
 
 

@@ -47,7 +47,7 @@ from typing import (
     Union,
 )
 
-from . import _codec
+from . import _decode, _messages
 from ._dispatch import Callbacks, Delivery, Dispatcher, collect_turn
 from ._transport import Close, ConnectionLost, MessageTooBig, Transport, TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn
@@ -65,10 +65,17 @@ from .exceptions import (
     SetupRejected,
     TLSError,
 )
-from .protocol import MEDIA_KINDS, Outbound, SessionProtocol
-from .reconnect import Action, Outage, Outcome, ReconnectPolicy, classify
+from .protocol import MEDIA_KINDS, Outbound, SessionProtocol, turn_over
+from .reconnect import (
+    TOOL_RESPONSE_WINDOW,
+    Action,
+    Outage,
+    Outcome,
+    ReconnectPolicy,
+    classify,
+)
 from .store import HandleStore, StoredHandle
-from .types import Blob, Content, FunctionResponse, LiveServerMessage, ToolCall
+from .types import Blob, Content, FunctionResponse, LiveServerMessage, Part, Tool, ToolCall
 
 __all__ = ["Dialer", "Driver", "SessionOptions"]
 
@@ -76,6 +83,7 @@ LOGGER = logging.getLogger("livesync.session")
 
 #: Payload of livesync's keepalive pings; the pong echoes it (an RTT sample).
 PING_PAYLOAD = b"livesync"
+_DEFAULT_POLICY = ReconnectPolicy()
 #: The uncompressed session limits (PROTOCOL.md §5), warned about a minute ahead.
 AUDIO_SESSION_LIMIT = 15 * 60.0
 VIDEO_SESSION_LIMIT = 2 * 60.0
@@ -83,11 +91,15 @@ VIDEO_SESSION_LIMIT = 2 * 60.0
 
 @dataclass(frozen=True)
 class Dialer:
-    """How to open a connection: ``endpoint(credential) -> (url, headers)``."""
+    """How to open a connection: ``endpoint(credential) -> (url, headers)``.
+
+    ``renewable``: every dial gets a new credential (a ``token_provider``).
+    """
 
     endpoint: Callable[[Optional[str]], Tuple[str, Dict[str, str]]]
     credential: Callable[[], Optional[str]]
     options: TransportOptions
+    renewable: bool = False
 
     def dial(self, timeout: float) -> Transport:
         url, headers = self.endpoint(self.credential())
@@ -141,6 +153,18 @@ class _Connection:
     abandoned: threading.Event = field(default_factory=threading.Event)
     ping_sent_at: Optional[float] = None
     standby_tried: bool = False
+    resumed: bool = False  # set up with a resumption handle
+    last_sent: Tuple[str, float] = ("", 0.0)  # kind and time of the latest write
+
+    def ended(self, *, reached_setup: bool) -> Outcome:
+        """How the connection ended, with what the supervisor knows about it."""
+        now = time.monotonic()
+        kind, sent_at = self.last_sent
+        return dataclasses.replace(
+            self.outcome, reached_setup=reached_setup, progressed=self.progressed,
+            lived=max(0.0, now - self.opened_at) if reached_setup else 0.0,
+            resumed=self.resumed,
+            after_tool_response=kind == "tool_response" and now - sent_at < TOOL_RESPONSE_WINDOW)
 
 
 class _Rejected(Exception):
@@ -273,8 +297,8 @@ class Driver:
         turn_complete: bool = True,
     ) -> None:
         """See :meth:`livesync.Session.send_client_content`."""
-        message = _codec.client_content(turns, turn_complete=turn_complete)
-        self._send("content", _codec.encode(message), turn_complete=turn_complete)
+        message = _messages.client_content(turns, turn_complete=turn_complete)
+        self._send("content", _messages.encode(message), turn_complete=turn_complete)
 
     def send_text(self, text: str, *, turn_complete: bool = True) -> None:
         """See :meth:`livesync.Session.send_text`."""
@@ -293,25 +317,25 @@ class Driver:
         audio_stream_end: Optional[bool] = None,
     ) -> None:
         """See :meth:`livesync.Session.send_realtime_input`."""
-        message = _codec.realtime_input(
+        message = _messages.realtime_input(
             audio=audio, video=video, text=text, activity_start=activity_start,
             activity_end=activity_end, audio_stream_end=audio_stream_end,
         )
         given = (("audio", audio), ("video", video), ("text", text),
                  ("activity_start", activity_start), ("activity_end", activity_end),
                  ("audio_stream_end", audio_stream_end))
-        self._send(next(k for k, v in given if v is not None), _codec.encode(message))
+        self._send(next(k for k, v in given if v is not None), _messages.encode(message))
 
     def send_audio(self, pcm: bytes, sample_rate: int = 16000) -> None:
         """See :meth:`livesync.Session.send_audio`."""
-        self._send("audio", _codec.audio_message(pcm, sample_rate))
+        self._send("audio", _messages.audio_message(pcm, sample_rate))
 
     def send_tool_response(
         self,
         function_responses: Union[FunctionResponse, Mapping[str, Any], Sequence[Any]],
     ) -> None:
         """See :meth:`livesync.Session.send_tool_response`."""
-        message = _codec.tool_response(function_responses, vertexai=self._vertexai)
+        message = _messages.tool_response(function_responses, vertexai=self._vertexai)
         responses = message["toolResponse"]["functionResponses"]
         with self._send_lock:
             with self._lock:
@@ -326,6 +350,17 @@ class Driver:
                                   "those calls", dropped)
             if entry is not None and conn is not None:
                 self._write(conn, entry)
+
+    def send_context_update(
+        self,
+        *,
+        system_instruction: Union[str, Content, Part, Mapping[str, Any], None] = None,
+        tools: Optional[Sequence[Union[Tool, Mapping[str, Any]]]] = None,
+    ) -> None:
+        """See :meth:`livesync.Session.send_context_update`."""
+        message = _messages.context_update(
+            system_instruction=system_instruction, tools=tools, vertexai=self._vertexai)
+        self._send("context_update", _messages.encode(message))
 
     def _send(self, kind: str, text: str, *, turn_complete: bool = False,
               claim: Optional[Callable[[int], None]] = None) -> None:
@@ -360,6 +395,7 @@ class Driver:
         except ConnectionLost:
             conn.transport.abort()
             return False
+        conn.last_sent = (entry.kind, time.monotonic())
         with self._lock:
             self._counters["messages_out"] += 1
             self._counters["bytes_out"] += size
@@ -409,8 +445,12 @@ class Driver:
         try:
             if not interrupt:
                 self._wait_idle(deadline)
-            message = _codec.client_content(text, turn_complete=True)
-            self._send("content", _codec.encode(message), turn_complete=True, claim=claim.take)
+            if self._protocol.history is None:
+                message = _messages.client_content(text, turn_complete=True)
+                kind = "content"
+            else:  # clientContent is history only here: the question goes as realtime text
+                message, kind = _messages.realtime_input(text=text), "text"
+            self._send(kind, _messages.encode(message), turn_complete=True, claim=claim.take)
             return collect_turn(claim, deadline, self._closed_exception, tools=tools,
                                 respond=self.send_tool_response,
                                 wait_for_others=self._dispatch.has_on_message)
@@ -565,10 +605,7 @@ class Driver:
                              since=conn.last_message_at)
                 return new
         self._end_connection(conn, 1000, "")
-        lived = max(0.0, time.monotonic() - conn.opened_at)
-        outcome = dataclasses.replace(conn.outcome, reached_setup=True, lived=lived,
-                                      progressed=conn.progressed)
-        return self._recover(conn, outcome)
+        return self._recover(conn, conn.ended(reached_setup=True))
 
     def _serve(self, conn: _Connection) -> str:
         """Wait until ``conn`` ends ("lost"), rotation is due ("rotate") or "closing"."""
@@ -707,7 +744,13 @@ class Driver:
         if self._closing.is_set():
             return None
         self._state = "reconnecting"
-        if classify(outcome) is Action.FATAL or self._policy is None:
+        action = classify(outcome, renewable_credential=self._dialer.renewable)
+        if self._policy is not None and self._policy.resume_refused(outcome) and (
+                self._policy.on_resume_refused == "fresh"):
+            self._start_fresh("the resumed session closed right after setup (%s)"
+                              % _cause(outcome))
+            action = Action.RETRY
+        if action is Action.FATAL or self._policy is None:
             self._final_error = _as_closed(_describe(outcome), outcome)
             self._last_close = (outcome.code, outcome.reason)
             return None
@@ -729,7 +772,8 @@ class Driver:
                 conn = self._resume_or_fresh()
             except _Rejected as exc:
                 outage = outage.record(exc.outcome, time.monotonic())
-                if classify(exc.outcome) is Action.FATAL:
+                if classify(exc.outcome, renewable_credential=self._dialer.renewable) is (
+                        Action.FATAL):
                     self._final_error = _as_closed(exc.error, exc.outcome)
                     return None
                 continue
@@ -747,10 +791,8 @@ class Driver:
         with self._lock:
             if self._protocol.resumption_handle is None:
                 return outage
-            self._protocol.start_fresh()
-        self._fresh = True
-        self._log.warning("the resumed session keeps closing right after setup (%s); "
-                          "starting a fresh session", _cause(outage.cause))
+        self._start_fresh("the resumed session keeps closing right after setup (%s)"
+                          % _cause(outage.cause))
         return outage.fall_back()
 
     def _resume_or_fresh(self, transport: Optional[Transport] = None, *,
@@ -770,16 +812,20 @@ class Driver:
                 raise _Rejected(exc.outcome, error) from exc
             if self._policy is not None and self._policy.on_resume_refused == "fail":
                 raise
-            self._log.warning("resumption refused (%s); starting a fresh session", exc.error)
-            with self._lock:
-                self._protocol.start_fresh()
-            self._fresh = True
+            self._start_fresh("resumption refused (%s)" % exc.error)
             return self._connect_once(None, resume=False)
 
     def _refused_resume(self, outcome: Outcome) -> bool:
+        return (self._policy or _DEFAULT_POLICY).resume_refused(outcome)
+
+    def _start_fresh(self, why: str) -> None:
+        """The server will not restore the session: continue in a fresh one (supervisor)."""
         with self._lock:
-            had_handle = self._protocol.resumption_handle is not None
-        return had_handle and outcome.status_code is None and outcome.code in (1007, 1008)
+            self._protocol.start_fresh()
+            seeded = self._protocol.history is not None and len(self._protocol.history) > 0
+        self._fresh = True
+        self._log.warning("%s; starting a fresh session%s", why,
+                          " with the conversation's text as history" if seeded else "")
 
     def _give_up(self, error: ReconnectExhausted) -> Optional[_Connection]:
         self._log.warning("%s", error)
@@ -798,7 +844,8 @@ class Driver:
             transport = self._dial()
         with self._send_lock, self._lock:
             setup = self._protocol.begin_connection(resume=resume)
-            conn = _Connection(transport, self._protocol.generation)
+            conn = _Connection(transport, self._protocol.generation,
+                               resumed=resume and self._protocol.resumption_handle is not None)
             self._conn = conn
         conn.reader = threading.Thread(
             target=self._read, args=(conn,), daemon=True,
@@ -860,7 +907,7 @@ class Driver:
         if conn.ready.is_set():
             return
         if conn.done.is_set():
-            out = conn.outcome
+            out = conn.ended(reached_setup=False)
             raise _Rejected(out, SetupRejected(out.effective_code, out.reason))
         conn.transport.abort()
         conn.done.wait(self._close_timeout)
@@ -1005,7 +1052,7 @@ class Driver:
     def _handle_frame(self, conn: _Connection, data: bytes, now: float) -> None:
         """Decode one data frame, update the state, hand the message on (reader thread)."""
         try:
-            message = _codec.parse_server_message(data)
+            message = _decode.parse_server_message(data)
         except ProtocolError as exc:
             with self._lock:
                 self._counters["protocol_errors"] += 1
@@ -1025,8 +1072,8 @@ class Driver:
             self._counters["bytes_in"] += len(data)
             rotation_pending = self._protocol.go_away_deadline is not None
             content = message.server_content  # a reply may have ended (or a connection)
-            ended = message.setup_complete is not None or content is not None and bool(
-                content.turn_complete or content.interrupted)
+            ended = message.setup_complete is not None or turn_over(content) or (
+                content is not None and bool(content.interrupted))
             idle = ended and self._protocol.idle
         if lost:
             self._log.warning("dropped %d tool responses: the model did not ask again "

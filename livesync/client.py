@@ -24,9 +24,10 @@ from typing import Any, Callable, Dict, Final, List, Mapping, Optional, Tuple, U
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
-from ._codec import build_setup, coerce_config, encode
+from ._config import coerce_config
 from ._dispatch import Callbacks
 from ._driver import Dialer, SessionOptions
+from ._messages import build_setup, encode
 from ._transport import TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected
 from .exceptions import InvalidConfig
@@ -74,8 +75,12 @@ class Client:
             emulator or a proxy. The ``/ws/…`` path is appended. No query or
             fragment; userinfo (``user:password@``) is not sent (the WebSocket
             library ignores it) and is masked in the repr.
-        api_version: ``v1beta`` (Gemini API), ``v1beta1`` (Vertex) by default:
-            letters and digits only. Ephemeral tokens always use ``v1alpha``.
+        api_version: the API version in the endpoint path (letters and digits).
+            Gemini API: ``v1beta`` by default (preview Live models exist only
+            there), ``v1`` (google-genai 3.x's default; stable models only) or
+            ``v1alpha``. Vertex: ``v1beta1`` by default, or ``v1``. Ephemeral
+            tokens (``auth_tokens/…``) always use ``v1alpha``, the only version
+            that serves them. Other names are sent as given (future versions).
         vertexai: use Vertex AI; needs ``project`` and ``location`` and a
             ``token_provider`` returning an OAuth access token (or an ``api_key``
             for express mode).
@@ -400,6 +405,7 @@ class Client:
                 write_timeout=write_timeout,
                 max_message_size=max_message_size,
             ),
+            renewable=self._token_provider is not None,
         )
         options = SessionOptions(
             callbacks=callbacks, policy=policy, transparent=transparent,

@@ -55,7 +55,7 @@ def _elide(text: str, limit: int = MAX_REASON_IN_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-#: Known server close reasons -> what the user can do about them (matched by prefix).
+#: Known server close reasons -> what the user can do about them (matched by substring).
 HINTS: Tuple[Tuple[int, str, str], ...] = (
     (1011, "Session duration limit exceeded",
      "enable context_window_compression for sessions longer than 15 minutes "
@@ -66,13 +66,19 @@ HINTS: Tuple[Tuple[int, str, str], ...] = (
     (1008, "Requested entity was not found",
      "the resumption handle or the tool call id is unknown to the server"),
     (1007, "API key not valid", "check the API key"),
+    (1008, "is not found for API version",
+     "check the model name; preview Live models exist only on v1beta, the default "
+     "api_version"),
+    (1011, "Token has been used too many times",
+     "the ephemeral token has no uses left (a resume may consume one): mint tokens "
+     "with more uses, or pass a token_provider that mints a new one per dial"),
 )
 
 
 def hint_for(code: Optional[int], reason: str) -> str:
-    """A short hint for a known server close, or ""."""
+    """A short hint for a known server close (its reason contains a known text), or ""."""
     for known, prefix, hint in HINTS:
-        if code == known and reason.startswith(prefix):
+        if code == known and prefix in reason:
             return hint
     return ""
 

@@ -75,12 +75,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
-from ._codec import encode
+from ._messages import encode
+from . import history
 from .exceptions import SendQueueFull
 from .tool_ledger import ToolLedger
-from .types import LiveServerMessage, SessionResumptionUpdate
+from .types import LiveServerMessage, ServerContent, SessionResumptionUpdate
 
-__all__ = ["MEDIA_KINDS", "Outbound", "Received", "SessionProtocol", "State"]
+__all__ = ["MEDIA_KINDS", "Outbound", "Received", "SessionProtocol", "State", "turn_over"]
 
 MEDIA_KINDS: FrozenSet[str] = frozenset({"audio", "video"})
 #: Kinds that can barge in; they wait for the previous user turn's generation to start.
@@ -121,6 +122,7 @@ class Outbound:
         sent_at: when it was last sent.
         expects: the evidence that will prove it read: ``"turn"``, ``"tool"`` or ``""``.
         unconfirmed: a handle arrived that may or may not have covered it.
+        in_history: its words are in the history that seeds a fresh session.
     """
 
     seq: int
@@ -133,6 +135,7 @@ class Outbound:
     sent_at: Optional[float] = None
     expects: str = ""
     unconfirmed: bool = False
+    in_history: bool = False
 
     @property
     def size(self) -> int:
@@ -193,6 +196,8 @@ class SessionProtocol:
         self.tools = ToolLedger()
         self.counters = Counters()
         self._tool_evidence = not _non_blocking_tools(self._setup)
+        self.history = history.History() if history.enabled(self._setup) else None
+        self._contexts = 0  # context updates among the buffered messages
         self._sent: Deque[Outbound] = deque()  # written, not covered by a handle
         self._queue: Deque[Outbound] = deque()  # not written on this connection yet
         self._held: Dict[str, Outbound] = {}  # old call id -> response awaiting a re-issue
@@ -280,12 +285,19 @@ class SessionProtocol:
         """
         self.resumption_handle = None
         self.handle_issued_at = None
-        lost = self._take(lambda e: e.sent_at is not None)
+        # Sent context updates are in the setup already; a fresh session needs no copy.
+        self._take(lambda e: e.kind in ("context_update", "history") and e.sent_at is not None)
+        lost = [e for e in self._take(lambda e: e.sent_at is not None) if not e.in_history]
         lost_ids = self.tools.start_fresh()
         lost_ids += [i for i in self._held if i not in lost_ids]
         self._release_held(list(self._held))
         self._count_dropped(len(lost) + len(set(lost_ids)),
                             [i for e in lost for i in e.tool_ids] + lost_ids)
+        seed = self.history.message() if self.history is not None else None
+        if seed is not None:  # the conversation so far, as context the model does not answer
+            self._seq += 1
+            self._queue.appendleft(Outbound(self._seq, "history", encode(seed)))
+            self._messages += 1
 
     def observe_rtt(self, seconds: float) -> None:
         """Record a round-trip time (setup → setupComplete, or ping → pong)."""
@@ -328,6 +340,9 @@ class SessionProtocol:
             self._evict_media()
         else:
             self._messages += 1
+            self._contexts += kind == "context_update"
+            if self.history is not None and kind == "content" and not entry.turn:
+                self._remember(entry)  # context, not a question: kept as it is sent
         return claimed
 
     def next_to_send(self, now: float) -> Optional[Outbound]:
@@ -411,7 +426,9 @@ class SessionProtocol:
         if message.tool_call_cancellation is not None:
             self._cancel(message.tool_call_cancellation.ids or ())
         content = message.server_content
-        if content is not None and content.turn_complete and self.idle:
+        if self.history is not None:
+            self.history.record_received(message, turn_over(content))
+        if turn_over(content) and self.idle:
             # The model answered every (replayed) turn without asking again.
             lost = self.tools.on_turn_complete()
             if lost:
@@ -434,11 +451,11 @@ class SessionProtocol:
         if content is None and message.tool_call is None:
             return None
         if content is not None and content.interrupted:
-            return self._interrupted(bool(content.turn_complete))
+            return self._interrupted(turn_over(content))
         produces = message.tool_call is not None or content is not None and (
             content.model_turn is not None or content.output_transcription is not None
             or bool(content.generation_complete))
-        ends = content is not None and bool(content.turn_complete)
+        ends = turn_over(content)
         if not (produces or ends):
             return None
         if self._gen is _Gen.ACTIVE:
@@ -473,6 +490,13 @@ class SessionProtocol:
     def _prove(self, entry: Outbound) -> None:
         if entry.generation == self.generation:
             self._proven = max(self._proven, entry.index)
+        if self.history is not None and entry.turn and not entry.in_history:
+            self._remember(entry)  # a question the model took up
+
+    def _remember(self, entry: Outbound) -> None:
+        assert self.history is not None
+        self.history.record_sent(entry.kind, entry.text)
+        entry.in_history = True
 
     def _resumption_update(self, update: SessionResumptionUpdate, now: float) -> None:
         if not (update.resumable and update.new_handle):
@@ -496,10 +520,10 @@ class SessionProtocol:
         def timed(index: int, sent_at: float) -> bool:
             return index <= proven or index < limit and sent_at <= cutoff
 
-        self._take(lambda e: e.index <= proven or not e.expects and timed(e.index, e.sent_at or 0),
-                   sent=True)
+        self._take(lambda e: e.index <= proven or not e.expects and e.kind != "context_update"
+                   and timed(e.index, e.sent_at or 0), sent=True)
         for entry in self._sent:
-            if entry.index < limit and not entry.expects:
+            if entry.index < limit and not entry.expects and entry.kind != "context_update":
                 entry.unconfirmed = True
         self._prune_evicted(timed)
         self._unsure_below = max(self._unsure_below, limit)
@@ -540,7 +564,7 @@ class SessionProtocol:
             and self._gen is _Gen.IDLE
             and self._pending is None and self._owed is None
             and not self.tools.open_ids and not self._held
-            and not self._queue and self._messages == 0
+            and not self._queue and self._messages == self._contexts
         )
 
     def rotation_due(self, now: float, lead: float) -> bool:
@@ -574,6 +598,8 @@ class SessionProtocol:
             self.counters.replayed += 1
             if entry.unconfirmed:
                 self.counters.unconfirmed += 1
+        if entry.kind == "context_update":
+            self._fold_context(json.loads(entry.text)["contextUpdate"])
         self._index += 1
         entry.generation, entry.index, entry.sent_at = self.generation, self._index, now
         entry.unconfirmed = False
@@ -592,6 +618,19 @@ class SessionProtocol:
             self._tool_wait = entry
         self._sent.append(entry)
         return entry
+
+    def _fold_context(self, update: Mapping[str, Any]) -> None:
+        """Make a ``contextUpdate`` being written part of the setup of later connections,
+        so a fresh session starts with the instruction and tools it set."""
+        if "systemInstruction" in update:
+            self._setup["systemInstruction"] = update["systemInstruction"]
+        if "tools" in update:
+            tools = (update["tools"] or {}).get("tools") or []
+            if tools:
+                self._setup["tools"] = tools
+            else:
+                self._setup.pop("tools", None)
+            self._tool_evidence = not _non_blocking_tools(self._setup)
 
     def _resend_held(self, old: str) -> bool:
         """Queue the held response of ``old`` once the model re-issued all its calls."""
@@ -679,7 +718,23 @@ class SessionProtocol:
                 self._media_bytes -= entry.size
             else:
                 self._messages -= 1
+                self._contexts -= entry.kind == "context_update"
         return taken
+
+
+def turn_over(content: Optional[ServerContent]) -> bool:
+    """Whether ``content`` ends the model's turn (any thread; pure).
+
+    ``turnComplete`` ends it, unless ``interactionStatus`` says ``IN_PROGRESS``
+    (background output follows); ``IDLE`` (or the deprecated ``REQUIRES_ACTION``)
+    ends it even alone. The official SDK's ``receive()`` follows the same rule.
+    """
+    if content is None:
+        return False
+    status = content.interaction_status
+    if status == "IN_PROGRESS":
+        return False
+    return bool(content.turn_complete) or status in ("IDLE", "REQUIRES_ACTION")
 
 
 def _tool_message(responses: Sequence[Dict[str, Any]]) -> str:

@@ -12,7 +12,12 @@ a failure retrying cannot fix (``Outcome.fatal``:       ``FATAL``
 TLS certificate verification, bad credentials)
 HTTP 408, 429 or 5xx on the upgrade                     ``RETRY``
 any other HTTP status (400, 401, 403, 404, ...)         ``FATAL``
+1011 "Token has been used too many times" with a fixed  ``FATAL``
+credential (a ``token_provider`` mints a new one:
+``RETRY``)
 ``goAway`` received, then any close except 1007         ``ROTATE``
+1008 within ``TOOL_RESPONSE_WINDOW`` seconds of a tool  ``RETRY``
+response (native-audio models close so at random)
 1007 invalid argument, 1008 policy / not found,         ``FATAL``
 1002, 1003, 1009, 1010
 1000, 1001, 1011, 1012–1014, other codes                ``RETRY``
@@ -21,9 +26,10 @@ drops, keepalive timeout
 ======================================================  ===========
 
 ``ROTATE`` and ``RETRY`` both resume with the latest handle. A close before the
-first ``setupComplete`` of a session is always fatal, and a 1007/1008 refusing a
-resume goes to the resume-refused policy: the session layer decides both, since
-only it knows.
+first ``setupComplete`` of a session is always fatal. A refused resume
+(:meth:`ReconnectPolicy.resume_refused`: a 1007/1008 during the setup of a
+resume, or right after it, before any progress: a poisoned resume) goes to the
+``on_resume_refused`` policy instead of the table: the session layer applies both.
 
 Outages and storms are different things (DESIGN.md §3.3):
 
@@ -60,6 +66,12 @@ __all__ = ["Action", "Outage", "Outcome", "ReconnectPolicy", "classify"]
 FATAL_CLOSE_CODES: Final[FrozenSet[int]] = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 RETRY_HTTP_STATUSES: Final[FrozenSet[int]] = frozenset({408, 429})
 
+#: Seconds after a tool response within which a 1008 close is taken as the service's
+#: flake on native-audio models (PROTOCOL-2026.md §4 item 14), not a client error.
+TOOL_RESPONSE_WINDOW: Final = 5.0
+#: Close reason of a resume with a spent ephemeral token (observed: a resume may use one).
+TOKEN_SPENT: Final = "Token has been used too many times"
+
 WHY_ATTEMPTS: Final = "reconnect attempts exhausted"
 WHY_BUDGET: Final = "reconnect time budget exhausted"
 WHY_STORM: Final = "close storm"
@@ -92,6 +104,9 @@ class Outcome:
             a tool call, a turn end) or a new resumable handle.
         fatal: retrying cannot help (TLS certificate verification failed, a
             credential or configuration error); :func:`classify` says ``FATAL``.
+        resumed: the connection (or attempt) resumed a session with a handle.
+        after_tool_response: the last client message on the connection was a tool
+            response, written less than ``TOOL_RESPONSE_WINDOW`` seconds before it ended.
     """
 
     code: Optional[int] = None
@@ -104,6 +119,8 @@ class Outcome:
     lived: float = 0.0
     progressed: bool = False
     fatal: bool = False
+    resumed: bool = False
+    after_tool_response: bool = False
 
     @property
     def effective_code(self) -> int:
@@ -111,8 +128,11 @@ class Outcome:
         return 1006 if self.code is None else self.code
 
 
-def classify(outcome: Outcome) -> Action:
-    """Return the action for ``outcome`` per the table in the module docstring."""
+def classify(outcome: Outcome, *, renewable_credential: bool = False) -> Action:
+    """Return the action for ``outcome`` per the table in the module docstring.
+
+    ``renewable_credential``: every dial gets a new credential (a ``token_provider``).
+    """
     if outcome.fatal:
         return Action.FATAL
     if outcome.status_code is not None:
@@ -121,8 +141,12 @@ def classify(outcome: Outcome) -> Action:
             return Action.RETRY
         return Action.FATAL
     code = outcome.effective_code
+    if code == 1011 and TOKEN_SPENT in outcome.reason and not renewable_credential:
+        return Action.FATAL
     if outcome.after_go_away and code != 1007:
         return Action.ROTATE
+    if code == 1008 and outcome.after_tool_response:
+        return Action.RETRY
     if code in FATAL_CLOSE_CODES:
         return Action.FATAL
     return Action.RETRY
@@ -220,6 +244,16 @@ class ReconnectPolicy:
         connection made any progress (a model message)."""
         return (outcome.reached_setup and outcome.code is not None and not outcome.progressed
                 and not outcome.after_go_away and outcome.lived < self.storm_window)
+
+    def resume_refused(self, outcome: Outcome) -> bool:
+        """Whether the server refused to restore the session: a 1007 or 1008 close of a
+        resume during its setup, or within ``storm_window`` after it before any
+        progress (a poisoned resume: the restored context fails again at once), unless
+        it followed a tool response (then it is retried, see :func:`classify`)."""
+        if not outcome.resumed or outcome.code not in (1007, 1008) or (
+                outcome.status_code is not None or outcome.after_tool_response):
+            return False
+        return not outcome.reached_setup or self.storm_close(outcome)
 
     def useful(self, outcome: Outcome) -> bool:
         """Whether ``outcome`` ends a connection that was up and useful (its end starts

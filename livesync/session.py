@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, U
 
 from ._driver import Dialer, Driver, SessionOptions
 from .events import SessionStats, Turn
-from .types import Blob, Content, FunctionResponse, LiveServerMessage
+from .types import Blob, Content, FunctionResponse, LiveServerMessage, Part, Tool
 
 __all__ = ["Session", "open_session"]
 
@@ -136,6 +136,30 @@ class Session:
                 answered already; nothing is sent.
         """
         self._driver.send_tool_response(function_responses)
+
+    def send_context_update(
+        self,
+        *,
+        system_instruction: Union[str, Content, Part, Mapping[str, Any], None] = None,
+        tools: Optional[Sequence[Union[Tool, Mapping[str, Any]]]] = None,
+    ) -> None:
+        """Change the system instruction and/or the tools mid-session (``contextUpdate``).
+
+        The server applies it in order with the rest of the input: turns sent
+        after it are answered under the new instruction and tools. ``tools=[]``
+        removes every tool; an argument left at None is unchanged. Any thread;
+        never blocks on the network.
+
+        It survives reconnects: a resumed session gets it again when its handle
+        may not cover it (an update sets state, so a second copy changes
+        nothing), and a fresh session (the server refused the handle) starts
+        with the updated instruction and tools in its setup.
+
+        Raises:
+            InvalidConfig: neither argument given, or an invalid value (nothing is sent).
+            SessionClosed: the session is closed.
+        """
+        self._driver.send_context_update(system_instruction=system_instruction, tools=tools)
 
     def receive(self, timeout: Optional[float] = None) -> Iterator[LiveServerMessage]:
         """Yield every server message, across turns and reconnects, until the session ends.

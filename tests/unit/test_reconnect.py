@@ -372,3 +372,38 @@ def test_outage_is_immutable() -> None:
     assert outage.delay == 0.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         recorded.streak = 9  # type: ignore[misc]
+
+
+SPENT = Outcome(1011, "Token has been used too many times", resumed=True)
+
+
+def test_a_spent_token_is_fatal_unless_a_provider_mints_a_new_one() -> None:
+    """Retrying a resume with a used-up ephemeral token cannot help; a new token can."""
+    assert classify(SPENT) is Action.FATAL
+    assert classify(SPENT, renewable_credential=True) is Action.RETRY
+    assert classify(dataclasses.replace(SPENT, after_go_away=True)) is Action.FATAL
+
+
+def test_a_1008_right_after_a_tool_response_is_retried() -> None:
+    """Native-audio models close with 1008 after a tool response at random: resume."""
+    after_tool = Outcome(1008, "Requested entity was not found.", reached_setup=True,
+                         lived=30.0, progressed=True, after_tool_response=True)
+    assert classify(after_tool) is Action.RETRY
+    assert classify(dataclasses.replace(after_tool, after_tool_response=False)) is Action.FATAL
+
+
+@pytest.mark.parametrize(("outcome", "refused"), [
+    (Outcome(1008, "Requested entity was not found.", resumed=True), True),
+    (Outcome(1007, "Request contains an invalid argument.", resumed=True), True),
+    (Outcome(1007, "x", resumed=True, reached_setup=True, lived=2.0), True),  # poisoned
+    (Outcome(1007, "x", resumed=True, reached_setup=True, lived=2.0, progressed=True), False),
+    (Outcome(1007, "x", resumed=True, reached_setup=True, lived=60.0), False),
+    (Outcome(1007, "x", resumed=False), False),
+    (Outcome(1011, "Internal error encountered.", resumed=True), False),
+    (Outcome(1008, "x", resumed=True, reached_setup=True, lived=1.0,
+             after_tool_response=True), False),
+    (Outcome(status_code=404, resumed=True), False),
+])
+def test_resume_refused(outcome: Outcome, refused: bool) -> None:
+    """A 1007/1008 refusing a resume during setup, or right after it before progress."""
+    assert ReconnectPolicy().resume_refused(outcome) is refused
