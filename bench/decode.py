@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit"))
 
 from recordings import generated_payloads, recordings_available, server_payloads  # noqa: E402
 
-from livesync._codec import parse_server_message  # noqa: E402
+from livesync._decode import parse_server_message  # noqa: E402
 from livesync.types import LiveServerMessage  # noqa: E402
 
 

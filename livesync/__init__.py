@@ -7,7 +7,7 @@ One logical Live session, kept alive across the server's connection limits,
 
 __version__ = "0.1.0"
 
-from ._codec import parse_server_message as parse_server_message
+from ._decode import parse_server_message as parse_server_message
 from .client import Client as Client
 from .events import (
     Closed as Closed,
@@ -57,6 +57,7 @@ from .types import (
     GoAway as GoAway,
     LiveConfig as LiveConfig,
     LiveServerMessage as LiveServerMessage,
+    MultiSpeakerVoiceConfig as MultiSpeakerVoiceConfig,
     Part as Part,
     PrebuiltVoiceConfig as PrebuiltVoiceConfig,
     RealtimeInputConfig as RealtimeInputConfig,
@@ -65,6 +66,7 @@ from .types import (
     SessionResumptionUpdate as SessionResumptionUpdate,
     SetupComplete as SetupComplete,
     SlidingWindow as SlidingWindow,
+    SpeakerVoiceConfig as SpeakerVoiceConfig,
     SpeechConfig as SpeechConfig,
     Tool as Tool,
     ToolCall as ToolCall,
@@ -72,6 +74,7 @@ from .types import (
     Transcription as Transcription,
     UsageMetadata as UsageMetadata,
     VoiceConfig as VoiceConfig,
+    WordInfo as WordInfo,
 )
 
 __all__ = [
@@ -100,6 +103,7 @@ __all__ = [
     "LiveServerMessage",
     "LiveSyncError",
     "MemoryHandleStore",
+    "MultiSpeakerVoiceConfig",
     "Opened",
     "parse_server_message",
     "Part",
@@ -122,6 +126,7 @@ __all__ = [
     "SetupComplete",
     "SetupRejected",
     "SlidingWindow",
+    "SpeakerVoiceConfig",
     "SpeechConfig",
     "StoredHandle",
     "TLSError",
@@ -133,4 +138,5 @@ __all__ = [
     "Turn",
     "UsageMetadata",
     "VoiceConfig",
+    "WordInfo",
 ]

@@ -390,6 +390,7 @@ def _turn(messages: List[LiveServerMessage]) -> Turn:
     calls: List[FunctionCall] = []
     usage: Optional[UsageMetadata] = None
     interrupted = False
+    reason: Optional[str] = None
     for m in messages:
         text.append(m.text or "")
         audio.append(m.data or b"")
@@ -400,9 +401,10 @@ def _turn(messages: List[LiveServerMessage]) -> Turn:
             if content.input_transcription is not None:
                 heard.append(content.input_transcription.text or "")
             interrupted = interrupted or bool(content.interrupted)
+            reason = content.turn_complete_reason or reason
         if m.tool_call is not None:
             calls.extend(m.tool_call.function_calls or ())
         if m.usage_metadata is not None:
             usage = m.usage_metadata
     return Turn("".join(text), b"".join(audio), "".join(transcript), "".join(heard),
-                tuple(calls), usage, interrupted, tuple(messages))
+                tuple(calls), usage, interrupted, tuple(messages), reason)

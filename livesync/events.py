@@ -102,6 +102,10 @@ class ErrorEvent:
 class Turn:
     """One model turn, as returned by :meth:`Session.ask`.
 
+    A turn ends at ``turnComplete``; when the server sends ``interactionStatus``,
+    at ``IDLE``: background output after an ``IN_PROGRESS`` turnComplete is part
+    of the turn.
+
     Attributes:
         text: the joined text of the model's parts ("" if none).
         audio: the joined audio bytes (24 kHz 16-bit PCM) ("" if none).
@@ -111,6 +115,8 @@ class Turn:
         usage: the usage metadata of the turn, if the server sent it.
         interrupted: the turn was interrupted.
         messages: every server message of the turn, in order.
+        complete_reason: the server's ``turnCompleteReason`` (e.g.
+            ``"PROHIBITED_INPUT_CONTENT"``), if it gave one.
     """
 
     text: str
@@ -121,6 +127,7 @@ class Turn:
     usage: Optional[UsageMetadata]
     interrupted: bool
     messages: Tuple[LiveServerMessage, ...] = field(repr=False, default=())
+    complete_reason: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
-from ._messages import encode
 from . import history
+from ._messages import encode
 from .exceptions import SendQueueFull
 from .tool_ledger import ToolLedger
 from .types import LiveServerMessage, ServerContent, SessionResumptionUpdate

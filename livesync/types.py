@@ -26,7 +26,21 @@ Rules that hold for every model (see DEPENDENCIES.md §2 for why):
 
 The reader thread does not use ``from_dict``: :func:`livesync.parse_server_message`
 decodes with a decoder compiled once from these same definitions (see
-``livesync/_codec.py``), and the tests prove both give equal objects.
+``livesync/_decode.py``), and the tests prove both give equal objects.
+
+Forward compatibility: server-side models have an ``extra`` field that
+``parse_server_message`` fills with the keys this version does not know
+(``LiveServerMessage.unknown`` for top-level keys); it is left out of ``==``,
+the repr and ``to_dict()``.
+
+One source of truth for config fields: the ``setup.generationConfig``
+fields and the top-level ``setup`` fields are each declared once, in the
+field-only dataclass mixins ``_GenerationFields`` and ``_SetupFields``, which
+:class:`GenerationConfig`, :class:`BidiGenerateContentSetup` and
+:class:`LiveConfig` inherit. Plain dataclass inheritance was chosen over
+``dataclasses.make_dataclass`` because it keeps every class a real, documented
+dataclass that mypy and IDEs check field by field; a drift test
+(tests/unit/test_config_fields.py) guards the rest.
 
 This module deliberately does not use ``from __future__ import annotations``:
 dataclasses-json's ``schema()`` cannot resolve string annotations. Annotations
@@ -60,32 +74,45 @@ __all__ = [
     "ActivityEnd",
     "ActivityHandling",
     "ActivityStart",
+    "AudioMetadata",
     "AudioTranscriptionConfig",
     "AutomaticActivityDetection",
     "AvatarConfig",
     "BidiGenerateContentSetup",
     "Blob",
+    "BuiltinToolCall",
+    "BuiltinToolResponse",
     "ClientContent",
     "CodeExecutionResult",
     "Content",
+    "ContextUpdate",
+    "ContextUpdateTools",
     "ContextWindowCompressionConfig",
     "CustomizedAvatar",
+    "DocumentMetadata",
     "ExecutableCode",
     "FileData",
     "FunctionCall",
     "FunctionDeclaration",
     "FunctionResponse",
     "FunctionResponsePart",
+    "FunctionResponseScheduling",
     "GenerationConfig",
     "GoAway",
     "HistoryConfig",
+    "InteractionStatus",
+    "LanguageHints",
     "LiveClientMessage",
     "LiveConfig",
     "LiveServerMessage",
+    "MediaProcessing",
     "MediaResolution",
     "Modality",
     "ModalityTokenCount",
+    "MultiSpeakerVoiceConfig",
     "Part",
+    "PartialArg",
+    "PartMediaResolution",
     "PrebuiltVoiceConfig",
     "ProactivityConfig",
     "RealtimeInput",
@@ -97,13 +124,19 @@ __all__ = [
     "SessionResumptionUpdate",
     "SetupComplete",
     "SlidingWindow",
+    "SpeakerVoiceConfig",
     "SpeechConfig",
+    "SpeechMetadata",
+    "SpreadsheetMetadata",
     "ThinkingConfig",
+    "ThinkingLevel",
     "Tool",
     "ToolCall",
     "ToolCallCancellation",
     "ToolResponse",
+    "TrafficType",
     "Transcription",
+    "TranscriptionMode",
     "TranslationConfig",
     "TurnCoverage",
     "UsageMetadata",
@@ -111,6 +144,7 @@ __all__ = [
     "VoiceActivityDetectionSignal",
     "VoiceConfig",
     "VoiceConsentSignature",
+    "WordInfo",
 ]
 
 # Known values of some wire enums. Fields are typed ``str`` so that values
@@ -133,6 +167,24 @@ TurnCoverage = Literal[
     "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",
 ]
 """Known ``realtimeInputConfig.turnCoverage`` values."""
+ThinkingLevel = Literal["MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH"]
+"""Known ``thinkingConfig.thinkingLevel`` values."""
+TranscriptionMode = Literal["VERBATIM", "SMART"]
+"""Known ``AudioTranscriptionConfig.mode`` values."""
+InteractionStatus = Literal["IN_PROGRESS", "REQUIRES_ACTION", "IDLE"]
+"""Known ``serverContent.interactionStatus`` values."""
+MediaProcessing = Literal["STATIC", "AGENTIC"]
+"""Known ``mediaProcessing`` values of parts."""
+FunctionResponseScheduling = Literal["SILENT", "WHEN_IDLE", "INTERRUPT"]
+"""Known ``FunctionResponse.scheduling`` values."""
+TrafficType = Literal[
+    "ON_DEMAND",
+    "ON_DEMAND_PRIORITY",
+    "ON_DEMAND_FLEX",
+    "ON_DEMAND_OFFPEAK",
+    "PROVISIONED_THROUGHPUT",
+]
+"""Known ``usageMetadata.trafficType`` values."""
 
 
 # --- field codecs ------------------------------------------------------------
@@ -252,6 +304,23 @@ def _int64_field() -> Any:
     return field(default=None, metadata=config(decoder=decode_int64))
 
 
+def _never(_: Any) -> bool:
+    return True
+
+
+def _extra_field() -> Any:
+    """The ``extra`` field of a server-side model: wire keys this version does not know.
+
+    Only :func:`livesync.parse_server_message` fills it, with the keys and
+    values as received. It is left out of ``==``, of the repr (unknown data
+    may hold secrets) and of ``to_dict()``/``to_json()``, like
+    ``LiveServerMessage.unknown``; the ``livesync_catch_all`` marker tells
+    the compiled decoder to collect unknown keys into it.
+    """
+    metadata: Dict[str, Any] = {**config(exclude=_never), "livesync_catch_all": True}
+    return field(default=None, compare=False, repr=False, metadata=metadata)
+
+
 # --- reprs without secrets ----------------------------------------------------
 #
 # Resumption handles and voice consent signatures are bearer capabilities, and
@@ -325,7 +394,7 @@ class _Wire(DataClassJsonMixin):
     )["dataclasses_json"]
 
     # Extra wire names accepted when decoding: {wire name: attribute name}.
-    # Honoured by the compiled decoder in _codec and by from_dict overrides.
+    # Honoured by the compiled decoder in _decode and by from_dict overrides.
     _wire_aliases: ClassVar[Mapping[str, str]] = {}
 
 
@@ -351,6 +420,7 @@ class Blob(_Wire):
     mime_type: Optional[str] = None
     data: Optional[bytes] = _bytes_field()
     display_name: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -360,23 +430,105 @@ class FileData(_Wire):
     mime_type: Optional[str] = None
     file_uri: Optional[str] = None
     display_name: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class PartialArg(_Wire):
+    """One streamed piece of a function call's arguments (``FunctionCall.partial_args``).
+
+    ``json_path`` says where the value goes (e.g. ``"$.location"``); exactly
+    one of the ``*_value`` fields is set (``null_value`` is ``"NULL_VALUE"``).
+    """
+
+    json_path: Optional[str] = None
+    string_value: Optional[str] = None
+    number_value: Optional[float] = None
+    bool_value: Optional[bool] = None
+    null_value: Optional[str] = None
+    will_continue: Optional[bool] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
 class FunctionCall(_Wire):
-    """A function call predicted by the model."""
+    """A function call predicted by the model.
+
+    ``partial_args`` and ``will_continue`` stream a call's arguments in
+    pieces (Vertex AI only).
+    """
 
     id: Optional[str] = None
     name: Optional[str] = None
     args: Optional[Dict[str, Any]] = None
+    partial_args: Optional[List[PartialArg]] = None
+    will_continue: Optional[bool] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class AudioMetadata(_Wire):
+    """Where an audio part sits in its source (offsets as :class:`datetime.timedelta`)."""
+
+    start_offset: Optional[datetime.timedelta] = _duration_field()
+    end_offset: Optional[datetime.timedelta] = _duration_field()
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class DocumentMetadata(_Wire):
+    """Which pages and layers of a document a part holds."""
+
+    start_page: Optional[int] = None
+    end_page: Optional[int] = None
+    content_layers: Optional[List[str]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class SpreadsheetMetadata(_Wire):
+    """Which sheet, cells and layers of a spreadsheet a part holds."""
+
+    sheet_index: Optional[int] = None
+    visible_cells: Optional[str] = None
+    content_layers: Optional[List[str]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class SpeechMetadata(_Wire):
+    """Speaker and speaking style of a speech part."""
+
+    speaker: Optional[str] = None
+    style: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class PartMediaResolution(_Wire):
+    """Media resolution of one part: a ``level`` or a token budget."""
+
+    level: Optional[str] = None
+    num_tokens: Optional[int] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
 class FunctionResponsePart(_Wire):
-    """A multimodal part of a :class:`FunctionResponse`."""
+    """A multimodal part of a :class:`FunctionResponse`.
+
+    ``media_processing`` (``"STATIC"``, ``"AGENTIC"``) is Gemini API only.
+    """
 
     inline_data: Optional[Blob] = None
     file_data: Optional[FileData] = None
+    media_resolution: Optional[PartMediaResolution] = None
+    video_metadata: Optional[Dict[str, Any]] = None
+    audio_metadata: Optional[AudioMetadata] = None
+    document_metadata: Optional[DocumentMetadata] = None
+    spreadsheet_metadata: Optional[SpreadsheetMetadata] = None
+    media_processing: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -384,8 +536,9 @@ class FunctionResponse(_Wire):
     """The result of a function call, sent back in ``toolResponse``.
 
     ``id`` must match the ``functionCalls[].id`` of the call (required on the
-    Gemini API). ``will_continue`` and ``scheduling`` (``"SILENT"``,
-    ``"WHEN_IDLE"``, ``"INTERRUPT"``) apply to NON_BLOCKING functions only.
+    Gemini API). ``will_continue`` (Gemini API only) and ``scheduling``
+    (``"SILENT"``, ``"WHEN_IDLE"``, ``"INTERRUPT"``) apply to NON_BLOCKING
+    functions only.
     """
 
     id: Optional[str] = None
@@ -394,6 +547,7 @@ class FunctionResponse(_Wire):
     parts: Optional[List[FunctionResponsePart]] = None
     will_continue: Optional[bool] = None
     scheduling: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -402,6 +556,8 @@ class ExecutableCode(_Wire):
 
     language: Optional[str] = None
     code: Optional[str] = None
+    id: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -410,11 +566,66 @@ class CodeExecutionResult(_Wire):
 
     outcome: Optional[str] = None
     output: Optional[str] = None
+    id: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class BuiltinToolCall(_Wire):
+    """A call of a server-side tool in a part (``Part.toolCall``), e.g. a search."""
+
+    id: Optional[str] = None
+    tool_type: Optional[str] = None
+    args: Optional[Dict[str, Any]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class BuiltinToolResponse(_Wire):
+    """The result of a :class:`BuiltinToolCall` (``Part.toolResponse``)."""
+
+    id: Optional[str] = None
+    tool_type: Optional[str] = None
+    response: Optional[Dict[str, Any]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class WordInfo(_Wire):
+    """One word of a :class:`Transcription` with its offsets in the audio."""
+
+    word: Optional[str] = None
+    start_offset: Optional[datetime.timedelta] = _duration_field()
+    end_offset: Optional[datetime.timedelta] = _duration_field()
+    extra: Optional[Dict[str, Any]] = _extra_field()
+
+
+@dataclass
+class Transcription(_Wire):
+    """A transcript of input or output audio. Only ``text`` is always there.
+
+    ``start_offset``/``end_offset`` (and each word's offsets) are Durations
+    on the wire, :class:`datetime.timedelta` here.
+    """
+
+    text: Optional[str] = None
+    finished: Optional[bool] = None
+    language_code: Optional[str] = None
+    speaker_label: Optional[str] = None
+    words: Optional[List[WordInfo]] = None
+    start_offset: Optional[datetime.timedelta] = _duration_field()
+    end_offset: Optional[datetime.timedelta] = _duration_field()
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
 class Part(_Wire):
-    """One part of a :class:`Content`; normally exactly one field is set."""
+    """One part of a :class:`Content`; normally exactly one data field is set.
+
+    ``tool_call``, ``tool_response`` and ``part_metadata`` are Gemini API
+    only in content livesync sends; ``media_processing`` is ``"STATIC"`` or
+    ``"AGENTIC"``.
+    """
 
     text: Optional[str] = None
     inline_data: Optional[Blob] = None
@@ -426,6 +637,17 @@ class Part(_Wire):
     thought: Optional[bool] = None
     thought_signature: Optional[bytes] = _bytes_field()
     video_metadata: Optional[Dict[str, Any]] = None
+    tool_call: Optional[BuiltinToolCall] = None
+    tool_response: Optional[BuiltinToolResponse] = None
+    part_metadata: Optional[Dict[str, Any]] = None
+    media_resolution: Optional[PartMediaResolution] = None
+    audio_metadata: Optional[AudioMetadata] = None
+    speech_metadata: Optional[SpeechMetadata] = None
+    document_metadata: Optional[DocumentMetadata] = None
+    spreadsheet_metadata: Optional[SpreadsheetMetadata] = None
+    media_processing: Optional[str] = None
+    audio_transcription: Optional[Transcription] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -434,6 +656,7 @@ class Content(_Wire):
 
     role: Optional[str] = None
     parts: Optional[List[Part]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 # --- server messages ---------------------------------------------------------
@@ -447,6 +670,7 @@ class VoiceConsentSignature(_Wire):
     """
 
     signature: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
     def __repr__(self) -> str:
         return _safe_repr(self, {"signature": _secret_hint})
@@ -458,17 +682,7 @@ class SetupComplete(_Wire):
 
     session_id: Optional[str] = None
     voice_consent_signature: Optional[VoiceConsentSignature] = None
-
-
-@dataclass
-class Transcription(_Wire):
-    """A transcript of input or output audio. Only ``text`` is always there."""
-
-    text: Optional[str] = None
-    finished: Optional[bool] = None
-    language_code: Optional[str] = None
-    speaker_label: Optional[str] = None
-    words: Optional[List[Dict[str, Any]]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -487,6 +701,7 @@ class ServerContent(_Wire):
     turn_complete_reason: Optional[str] = None
     interim_input_transcription: Optional[Transcription] = None
     interaction_status: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -494,6 +709,7 @@ class ToolCall(_Wire):
     """The model asks the client to run functions and reply with ``toolResponse``."""
 
     function_calls: Optional[List[FunctionCall]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -501,6 +717,7 @@ class ToolCallCancellation(_Wire):
     """Earlier tool calls (by id) that should not have run."""
 
     ids: Optional[List[str]] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -508,6 +725,7 @@ class GoAway(_Wire):
     """The server will end this connection after ``time_left``."""
 
     time_left: Optional[datetime.timedelta] = _duration_field()
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -522,6 +740,7 @@ class SessionResumptionUpdate(_Wire):
     new_handle: Optional[str] = None
     resumable: bool = False
     last_consumed_client_message_index: Optional[int] = _int64_field()
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
     def __repr__(self) -> str:
         return _safe_repr(self, {"new_handle": _secret_hint})
@@ -533,6 +752,7 @@ class ModalityTokenCount(_Wire):
 
     modality: Optional[str] = None
     token_count: Optional[int] = _int64_field()
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -552,6 +772,7 @@ class UsageMetadata(_Wire):
     tool_use_prompt_tokens_details: Optional[List[ModalityTokenCount]] = None
     traffic_type: Optional[str] = None
     service_tier: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
     _wire_aliases = {
         "candidatesTokenCount": "response_token_count",
@@ -573,6 +794,7 @@ class VoiceActivity(_Wire):
 
     voice_activity_type: Optional[str] = field(default=None, metadata=config(field_name="type"))
     audio_offset: Optional[datetime.timedelta] = _duration_field()
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 @dataclass
@@ -580,6 +802,7 @@ class VoiceActivityDetectionSignal(_Wire):
     """Server VAD signal (``VAD_SIGNAL_TYPE_SOS`` / ``VAD_SIGNAL_TYPE_EOS``)."""
 
     vad_signal_type: Optional[str] = None
+    extra: Optional[Dict[str, Any]] = _extra_field()
 
 
 _ONEOF_NAMES = (
@@ -620,7 +843,9 @@ class LiveServerMessage(_Wire):
     voice_activity: Optional[VoiceActivity] = None
     voice_activity_detection_signal: Optional[VoiceActivityDetectionSignal] = None
     unknown: Optional[Dict[str, Any]] = field(
-        default=None, compare=False, metadata=config(exclude=lambda _: True)
+        default=None,
+        compare=False,
+        metadata={**config(exclude=_never), "livesync_catch_all": True},
     )
 
     @property
@@ -689,8 +914,12 @@ class ActivityEnd(_Wire):
 
 @dataclass
 class RealtimeInput(_Wire):
-    """Realtime input; exactly one field per message. ``mediaChunks`` is not modelled:
-    newer models close the connection when they receive it."""
+    """Realtime input; exactly one field per message.
+
+    ``media_chunks`` (deprecated) is modelled for decoding and recordings
+    only: livesync never sends it, because newer models close the
+    connection when they receive it.
+    """
 
     audio: Optional[Blob] = None
     video: Optional[Blob] = None
@@ -698,6 +927,7 @@ class RealtimeInput(_Wire):
     activity_start: Optional[ActivityStart] = None
     activity_end: Optional[ActivityEnd] = None
     audio_stream_end: Optional[bool] = None
+    media_chunks: Optional[List[Blob]] = None
 
 
 @dataclass
@@ -729,28 +959,41 @@ class ReplicatedVoiceConfig(_Wire):
 
 @dataclass
 class VoiceConfig(_Wire):
-    """Which voice speaks."""
+    """Which voice speaks: a prebuilt or replicated voice, or ``voice`` by name."""
 
     prebuilt_voice_config: Optional[PrebuiltVoiceConfig] = None
     replicated_voice_config: Optional[ReplicatedVoiceConfig] = None
+    voice: Optional[str] = None
+
+
+@dataclass
+class SpeakerVoiceConfig(_Wire):
+    """The voice of one named speaker in a :class:`MultiSpeakerVoiceConfig`."""
+
+    speaker: Optional[str] = None
+    voice_config: Optional[VoiceConfig] = None
+
+
+@dataclass
+class MultiSpeakerVoiceConfig(_Wire):
+    """Voices for several speakers. google-genai 3.6.1 sends it on both backends;
+    whether a Live model honours it is up to the model."""
+
+    speaker_voice_configs: Optional[List[SpeakerVoiceConfig]] = None
 
 
 @dataclass
 class SpeechConfig(_Wire):
-    """Voice and language of audio output.
-
-    ``multi_speaker_voice_config`` exists only so that it can be rejected with
-    a clear error: the Live API does not support it.
-    """
+    """Voice and language of audio output."""
 
     voice_config: Optional[VoiceConfig] = None
     language_code: Optional[str] = None
-    multi_speaker_voice_config: Optional[Dict[str, Any]] = None
+    multi_speaker_voice_config: Optional[MultiSpeakerVoiceConfig] = None
 
 
 @dataclass
 class ThinkingConfig(_Wire):
-    """Thinking budget/level; ``include_thoughts`` returns thought parts."""
+    """Thinking budget/level (:data:`ThinkingLevel`); ``include_thoughts`` returns thought parts."""
 
     thinking_budget: Optional[int] = None
     include_thoughts: Optional[bool] = None
@@ -759,30 +1002,10 @@ class ThinkingConfig(_Wire):
 
 @dataclass
 class TranslationConfig(_Wire):
-    """Speech translation (Gemini API only)."""
+    """Speech translation."""
 
     target_language_code: Optional[str] = None
     echo_target_language: Optional[bool] = None
-
-
-@dataclass
-class GenerationConfig(_Wire):
-    """``setup.generationConfig``. Users normally set these flat on :class:`LiveConfig`."""
-
-    response_modalities: Optional[List[str]] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    top_k: Optional[int] = None
-    max_output_tokens: Optional[int] = None
-    seed: Optional[int] = None
-    candidate_count: Optional[int] = None
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    media_resolution: Optional[str] = None
-    speech_config: Optional[SpeechConfig] = None
-    thinking_config: Optional[ThinkingConfig] = None
-    enable_affective_dialog: Optional[bool] = None
-    translation_config: Optional[TranslationConfig] = None
 
 
 @dataclass
@@ -803,6 +1026,7 @@ class RealtimeInputConfig(_Wire):
     automatic_activity_detection: Optional[AutomaticActivityDetection] = None
     activity_handling: Optional[str] = None
     turn_coverage: Optional[str] = None
+    interim_transcript_timestamp_enabled: Optional[bool] = None
 
 
 @dataclass
@@ -835,20 +1059,37 @@ class ContextWindowCompressionConfig(_Wire):
 
 
 @dataclass
+class LanguageHints(_Wire):
+    """Languages the audio is expected to be in."""
+
+    language_codes: Optional[List[str]] = None
+
+
+@dataclass
 class AudioTranscriptionConfig(_Wire):
-    """Transcription of input or output audio; ``{}`` turns it on."""
+    """Transcription of input or output audio; ``{}`` turns it on.
+
+    ``mode`` is one of :data:`TranscriptionMode`; ``language_auto={}`` asks
+    for automatic language detection.
+    """
 
     language_codes: Optional[List[str]] = None
     custom_vocabulary: Optional[List[str]] = None
     word_timestamp: Optional[bool] = None
     diarization: Optional[bool] = None
+    adaptation_phrases: Optional[List[str]] = None
+    language_auto: Optional[Dict[str, Any]] = None
+    language_hints: Optional[LanguageHints] = None
+    mode: Optional[str] = None
+    source_text: Optional[str] = None
 
 
 @dataclass
 class ProactivityConfig(_Wire):
-    """Let the model decline to answer irrelevant input."""
+    """Let the model decline to answer irrelevant input, or speak up about video."""
 
     proactive_audio: Optional[bool] = None
+    proactive_video: Optional[bool] = None
 
 
 @dataclass
@@ -923,54 +1164,30 @@ class Tool(_Wire):
         return _safe_repr(self, {"mcp_servers": _masked_repr})
 
 
-@dataclass
-class BidiGenerateContentSetup(_Wire):
-    """The body of the first client message, ``{"setup": {...}}``."""
-
-    model: Optional[str] = None
-    generation_config: Optional[GenerationConfig] = None
-    system_instruction: Optional[Content] = None
-    tools: Optional[List[Tool]] = None
-    realtime_input_config: Optional[RealtimeInputConfig] = None
-    session_resumption: Optional[SessionResumptionConfig] = None
-    context_window_compression: Optional[ContextWindowCompressionConfig] = None
-    input_audio_transcription: Optional[AudioTranscriptionConfig] = None
-    output_audio_transcription: Optional[AudioTranscriptionConfig] = None
-    proactivity: Optional[ProactivityConfig] = None
-    history_config: Optional[HistoryConfig] = None
-    avatar_config: Optional[AvatarConfig] = None
-    safety_settings: Optional[List[SafetySetting]] = None
-    explicit_vad_signal: Optional[bool] = None
+# --- generation and setup fields, each written once -------------------------------
+#
+# ``setup.generationConfig`` and the top-level ``setup`` fields are each declared
+# once, in a field-only dataclass mixin, and shared by the wire models
+# (:class:`GenerationConfig`, :class:`BidiGenerateContentSetup`) and the flat
+# user configuration (:class:`LiveConfig`). Dataclass inheritance keeps every
+# class a real dataclass that mypy, IDEs and dataclasses-json see field by
+# field; ``make_dataclass`` would hide the fields from static typing. The
+# drift test in tests/unit/test_config_fields.py checks the shared sets.
 
 
 @dataclass
-class LiveClientMessage(_Wire):
-    """One client message; exactly one field is set."""
+class _GenerationFields:
+    """The fields of ``setup.generationConfig`` (flat on :class:`LiveConfig`).
 
-    setup: Optional[BidiGenerateContentSetup] = None
-    client_content: Optional[ClientContent] = None
-    realtime_input: Optional[RealtimeInput] = None
-    tool_response: Optional[ToolResponse] = None
-
-
-# --- user configuration ------------------------------------------------------------
-
-
-@dataclass
-class LiveConfig(_Wire):
-    """Session configuration, flat like python-genai's ``LiveConnectConfig``.
-
-    Generation fields (``response_modalities`` ... ``translation_config``) are
-    nested under ``generationConfig`` on the wire; the rest are top-level
-    ``setup`` fields. ``system_instruction`` may be a plain string, sent as a
-    user :class:`Content` with one text part. ``Client.connect`` also accepts a
-    mapping with snake_case or camelCase keys instead of this class.
+    Left out on purpose (docs/config-fields.md): ``response_mime_type``,
+    ``response_schema`` and ``response_json_schema`` (the Live API does not
+    support structured output).
     """
 
     response_modalities: Optional[List[str]] = None
     temperature: Optional[float] = None
     top_p: Optional[float] = None
-    top_k: Optional[int] = None
+    top_k: Optional[float] = None
     max_output_tokens: Optional[int] = None
     seed: Optional[int] = None
     candidate_count: Optional[int] = None
@@ -981,7 +1198,40 @@ class LiveConfig(_Wire):
     thinking_config: Optional[ThinkingConfig] = None
     enable_affective_dialog: Optional[bool] = None
     translation_config: Optional[TranslationConfig] = None
-    system_instruction: Optional[Union[str, Content]] = None
+    audio_timestamp: Optional[bool] = None
+    audio_transcription_config: Optional[AudioTranscriptionConfig] = None
+    stop_sequences: Optional[List[str]] = None
+    logprobs: Optional[int] = None
+    response_logprobs: Optional[bool] = None
+    routing_config: Optional[Dict[str, Any]] = None
+    model_selection_config: Optional[Dict[str, Any]] = None
+    enable_enhanced_civic_answers: Optional[bool] = None
+    response_format: Optional[List[Dict[str, Any]]] = None
+
+
+@dataclass
+class GenerationConfig(_GenerationFields, _Wire):
+    """``setup.generationConfig``. Users normally set these flat on :class:`LiveConfig`.
+
+    ``enable_enhanced_civic_answers`` is Gemini API only; ``routing_config``,
+    ``model_selection_config`` and ``response_format`` are passed through as
+    given (camelCase keys inside them).
+    """
+
+
+@dataclass
+class _SetupHead:
+    """The ``setup`` fields that :class:`LiveConfig` spells differently."""
+
+    model: Optional[str] = None
+    generation_config: Optional[GenerationConfig] = None
+    system_instruction: Optional[Content] = None
+
+
+@dataclass
+class _SetupFields:
+    """The top-level ``setup`` fields that :class:`LiveConfig` holds as they are."""
+
     tools: Optional[List[Tool]] = None
     realtime_input_config: Optional[RealtimeInputConfig] = None
     session_resumption: Optional[SessionResumptionConfig] = None
@@ -993,3 +1243,71 @@ class LiveConfig(_Wire):
     avatar_config: Optional[AvatarConfig] = None
     safety_settings: Optional[List[SafetySetting]] = None
     explicit_vad_signal: Optional[bool] = None
+    labels: Optional[Dict[str, str]] = None
+
+
+@dataclass
+class BidiGenerateContentSetup(_SetupFields, _SetupHead, _Wire):
+    """The body of the first client message, ``{"setup": {...}}``."""
+
+
+@dataclass
+class ContextUpdateTools(_Wire):
+    """The tools of a :class:`ContextUpdate`; an empty list removes every tool."""
+
+    tools: Optional[List[Tool]] = None
+
+
+@dataclass
+class ContextUpdate(_Wire):
+    """``contextUpdate``: a new system instruction and/or tools for later turns."""
+
+    system_instruction: Optional[Content] = None
+    tools: Optional[ContextUpdateTools] = None
+
+
+@dataclass
+class LiveClientMessage(_Wire):
+    """One client message; exactly one field is set."""
+
+    setup: Optional[BidiGenerateContentSetup] = None
+    client_content: Optional[ClientContent] = None
+    realtime_input: Optional[RealtimeInput] = None
+    tool_response: Optional[ToolResponse] = None
+    context_update: Optional[ContextUpdate] = None
+
+
+# --- user configuration ------------------------------------------------------------
+
+
+@dataclass
+class LiveConfig(_SetupFields, _GenerationFields, _Wire):
+    """Session configuration, flat like google-genai's ``LiveConnectConfig``.
+
+    The generation fields (``response_modalities`` ... ``response_format``,
+    shared with :class:`GenerationConfig`) are nested under
+    ``generationConfig`` on the wire; the setup fields (``tools`` ...
+    ``labels``, shared with :class:`BidiGenerateContentSetup`) are top-level
+    ``setup`` fields. ``system_instruction`` may be a plain string, sent as a
+    user :class:`Content` with one text part. ``Client.connect`` also accepts
+    a mapping with snake_case or camelCase keys instead of this class.
+
+    ``generation_config`` is the deprecated nested spelling google-genai
+    still accepts: its fields are merged into the flat ones, and a field set
+    both ways with different values raises
+    :class:`~livesync.exceptions.InvalidConfig`.
+
+    ``extra`` is the escape hatch for fields newer than livesync: a mapping
+    of camelCase wire names and JSON values, deep-merged into ``setup`` as
+    given, e.g. ``{"generationConfig": {"newField": 1}, "newTopLevel": {}}``.
+    It may add keys at any depth but never replace a value livesync sets
+    (that raises ``InvalidConfig`` naming the path). Unknown keys anywhere
+    else still raise ``InvalidConfig: unknown key ...``.
+
+    ``http_options`` is not accepted per session: set ``base_url``,
+    ``api_version`` and headers on ``Client``.
+    """
+
+    system_instruction: Optional[Union[str, Content]] = None
+    generation_config: Optional[GenerationConfig] = None
+    extra: Optional[Dict[str, Any]] = None

@@ -187,6 +187,8 @@ def random_value(rng: random.Random, annotation: Any, name: str, depth: int) -> 
         (item,) = typing.get_args(annotation)
         return [random_value(rng, item, name, depth + 1) for _ in range(rng.randint(0, 3))]
     if origin in (dict, Dict):
+        if typing.get_args(annotation) == (str, str):  # LiveConfig.labels
+            return {_random_text(rng): _random_text(rng) for _ in range(rng.randint(0, 3))}
         return {_random_text(rng): random_json(rng, 1) for _ in range(rng.randint(0, 3))}
     if annotation is Any:
         return random_json(rng)

@@ -11,13 +11,13 @@ import random
 import pytest
 
 from livesync import types as t
-from livesync._codec import (
+from livesync._config import coerce_config
+from livesync._decode import parse_server_message
+from livesync._messages import (
     audio_message,
     build_setup,
     client_content,
-    coerce_config,
     encode,
-    parse_server_message,
     realtime_input,
     tool_response,
 )
@@ -137,7 +137,9 @@ def test_decoded_objects_are_ordinary_dataclasses():
     )
     call = message.tool_call.function_calls[0]
     assert isinstance(call, t.FunctionCall)
-    assert repr(call) == "FunctionCall(id='1', name='f', args={'a': [1]})"
+    assert repr(call) == (
+        "FunctionCall(id='1', name='f', args={'a': [1]}, partial_args=None, will_continue=None)"
+    )
     call.name = "g"  # mutable like any dataclass
     assert message.to_dict() == {
         "toolCall": {"functionCalls": [{"id": "1", "name": "g", "args": {"a": [1]}}]}
@@ -411,7 +413,7 @@ def test_coerce_unknown_keys(config, field):
         ({"response_modalities": ["TEXT", 1]}, "response_modalities[1]"),
         ({"temperature": SECRET}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
-        ({"top_k": 1.5}, "top_k"),
+        ({"top_k": "40"}, "top_k"),
         ({"top_k": True}, "top_k"),
         ({"enable_affective_dialog": "yes"}, "enable_affective_dialog"),
         ({"speech_config": "Kore"}, "speech_config"),
@@ -562,16 +564,34 @@ def test_build_setup_system_instruction_forms():
         ({"response_modalities": ["TEXT", "AUDIO"]}, True, "response_modalities"),
         ({"session_resumption": {"transparent": True}}, False, "session_resumption.transparent"),
         ({"explicit_vad_signal": True}, False, "explicit_vad_signal"),
-        ({"translation_config": {"target_language_code": "es"}}, True, "translation_config"),
+        ({"enable_enhanced_civic_answers": True}, True, "enable_enhanced_civic_answers"),
         (
-            {"speech_config": {"multi_speaker_voice_config": {}}},
-            False,
-            "speech_config.multi_speaker_voice_config",
+            {"generation_config": {"enable_enhanced_civic_answers": True}},
+            True,
+            "enable_enhanced_civic_answers",
         ),
         (
-            {"speech_config": {"multi_speaker_voice_config": {}}},
+            {"speech_config": {"voice_config": {"replicated_voice_config": {
+                "voice_consent_signature": {"signature": "s"}}}}},
             True,
-            "speech_config.multi_speaker_voice_config",
+            "speech_config.voice_config.replicated_voice_config.voice_consent_signature",
+        ),
+        ({"tools": [{"google_search": {"exclude_domains": ["a"]}}]}, False,
+         "tools[0].google_search.exclude_domains"),
+        ({"tools": [{"googleSearch": {"blockingConfidence": "X"}}]}, False,
+         "tools[0].google_search.blockingConfidence"),
+        ({"tools": [{"google_maps": {"groundingTypes": {}}}]}, False,
+         "tools[0].google_maps.groundingTypes"),
+        ({"tools": [{"mcp_servers": [{"name": "m"}]}]}, True, "tools[0].mcp_servers[0].name"),
+        (
+            {"system_instruction": {"parts": [{"part_metadata": {"a": 1}}]}},
+            True,
+            "system_instruction.parts[0].part_metadata",
+        ),
+        (
+            {"system_instruction": {"parts": [{"function_call": {"will_continue": True}}]}},
+            False,
+            "system_instruction.parts[0].function_call.will_continue",
         ),
         (
             {"safety_settings": [{"category": "c", "threshold": "t", "method": "SEVERITY"}]},
@@ -605,6 +625,31 @@ def test_build_setup_allowed_on_the_right_backend():
         vertexai=False,
     )
     build_setup("m", coerce_config({"session_resumption": {"transparent": True}}), vertexai=True)
+    # Allowed since google-genai 3.x: translation and labels on Vertex, display names on
+    # the Gemini API, multi-speaker voices on both.
+    build_setup(
+        "m",
+        coerce_config({"translation_config": {"target_language_code": "es"}, "labels": {"a": "b"}}),
+        vertexai=True,
+    )
+    build_setup(
+        "m",
+        coerce_config({"system_instruction": {"parts": [
+            {"inline_data": {"mime_type": "image/png", "data": b"x", "display_name": "d"}},
+            {"file_data": {"file_uri": "gs://x", "display_name": "d"}},
+        ]}}),
+        vertexai=False,
+    )
+    multi = {"speech_config": {"multi_speaker_voice_config": {"speaker_voice_configs": [
+        {"speaker": "A", "voice_config": {"prebuilt_voice_config": {"voice_name": "Kore"}}},
+    ]}}}
+    for vertexai in (False, True):
+        setup = build_setup("m", coerce_config(multi), vertexai=vertexai)
+        assert setup["generationConfig"]["speechConfig"]["multiSpeakerVoiceConfig"] == {
+            "speakerVoiceConfigs": [
+                {"speaker": "A", "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}}}
+            ]
+        }
 
 
 @pytest.mark.parametrize("model", ["", "  ", None, 5])

@@ -36,7 +36,9 @@ def test_close_codes_and_http_statuses_are_separate() -> None:
     assert rejected.code == 1008 and not hasattr(rejected, "status_code")
     status = InvalidStatus(429, "quota")
     assert status.status_code == 429 and not hasattr(status, "code")
-    assert str(rejected) == "setup rejected: 1008 models/x is not found for API version v1beta"
+    assert str(rejected) == (
+        "setup rejected: 1008 models/x is not found for API version v1beta (hint: check the "
+        "model name; preview Live models exist only on v1beta, the default api_version)")
     assert str(status) == "server rejected WebSocket connection: HTTP 429: quota"
 
 

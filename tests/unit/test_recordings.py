@@ -14,11 +14,11 @@ import json
 
 import pytest
 
-from livesync._codec import (
+from livesync._decode import parse_server_message
+from livesync._messages import (
     audio_message,
     build_setup,
     client_content,
-    parse_server_message,
     realtime_input,
     tool_response,
 )

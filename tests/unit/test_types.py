@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 from livesync import types as t
-from livesync._codec import _to_wire
+from livesync._schema import to_wire as _to_wire
 from tests.unit.recordings import random_instance
 
 MODELS = [
