@@ -7,9 +7,6 @@ a JSON text: the real service pretty-prints with two-space indents), the
 
 - ``expect`` maps an attribute path (``server_content.model_turn.parts[0].text``,
   properties such as ``text`` and ``data`` included) to its decoded value;
-- ``pending`` does the same for fields livesync does not model yet (the #11
-  types work adds them); ``tests/unit/test_corpus.py`` runs those checks as
-  non-strict xfails, so they can be moved to ``expect`` once the fields land;
 - ``unknown`` is the expected ``LiveServerMessage.unknown`` (top-level keys
   livesync does not know).
 
@@ -55,7 +52,6 @@ class ServerShape:
     kind: str
     origin: str
     expect: Mapping[str, Any] = field(default_factory=dict)
-    pending: Mapping[str, Any] = field(default_factory=dict)
     unknown: Optional[Mapping[str, Any]] = None
     note: str = ""
 
@@ -234,8 +230,8 @@ SERVER_SHAPES: Tuple[ServerShape, ...] = (
         ]}}}),
         "server_content",
         "2026",
-        {"server_content.model_turn.parts[0].executable_code.code": "print(6*7)"},
-        pending={"server_content.model_turn.parts[0].executable_code.id": "code-1",
+        {"server_content.model_turn.parts[0].executable_code.code": "print(6*7)",
+         "server_content.model_turn.parts[0].executable_code.id": "code-1",
                  "server_content.model_turn.parts[1].code_execution_result.id": "code-1"},
     ),
     ServerShape(
@@ -281,10 +277,9 @@ SERVER_SHAPES: Tuple[ServerShape, ...] = (
         {"server_content.input_transcription.finished": True,
          "server_content.input_transcription.language_code": "es-ES",
          "server_content.input_transcription.speaker_label": "1",
-         "server_content.input_transcription.words[0].word": "hola"},
-        pending={"server_content.input_transcription.words[0].start_offset": _s(0.12),
+         "server_content.input_transcription.words[0].word": "hola",
+         "server_content.input_transcription.words[0].start_offset": _s(0.12),
                  "server_content.input_transcription.words[0].end_offset": _s(0.48)},
-        note="Word entries: a WordInfo model arrives with the #11 types work.",
     ),
     ServerShape(
         "transcription_offsets",
@@ -292,8 +287,8 @@ SERVER_SHAPES: Tuple[ServerShape, ...] = (
             "text": "Hello", "startOffset": "1.5s", "endOffset": "2.25s"}}}),
         "server_content",
         "2026",
-        {"server_content.output_transcription.text": "Hello"},
-        pending={"server_content.output_transcription.start_offset": _s(1.5),
+        {"server_content.output_transcription.text": "Hello",
+         "server_content.output_transcription.start_offset": _s(1.5),
                  "server_content.output_transcription.end_offset": _s(2.25)},
         note="Transcription.startOffset/endOffset (3.x); with "
              "realtimeInputConfig.interimTranscriptTimestampEnabled.",
@@ -527,8 +522,8 @@ SERVER_SHAPES: Tuple[ServerShape, ...] = (
              "partialArgs": [{"jsonPath": "$.city", "stringValue": "Os"}]}]}}),
         "tool_call",
         "2026",
-        {"tool_call.function_calls[0].name": "lookup"},
-        pending={"tool_call.function_calls[0].will_continue": True,
+        {"tool_call.function_calls[0].name": "lookup",
+         "tool_call.function_calls[0].will_continue": True,
                  "tool_call.function_calls[0].partial_args[0].json_path": "$.city",
                  "tool_call.function_calls[0].partial_args[0].string_value": "Os"},
         note="FunctionCall.willContinue/partialArgs (google-genai 3.x types).",
@@ -668,9 +663,9 @@ SERVER_SHAPES: Tuple[ServerShape, ...] = (
             "futureServerContentField": "x"}}),
         "server_content",
         "2026",
-        {"text": "Hi"},
-        pending={"server_content.extra": {"futureServerContentField": "x"}},
-        note="Unknown fields inside known messages are ignored today; #11 keeps them.",
+        {"text": "Hi",
+         "server_content.extra": {"futureServerContentField": "x"}},
+        note="Unknown fields inside known messages are kept in the model's extra.",
     ),
     ServerShape(
         "compact_single_line",

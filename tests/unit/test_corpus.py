@@ -29,8 +29,6 @@ from livesync.types import Blob, LiveClientMessage, LiveServerMessage, decode_du
 from tests.corpus import CLIENT_SHAPES, SERVER_SHAPES, client_shape, server_shape
 from tests.corpus.shapes import ORIGINS, PCM_C
 
-PENDING = "field added by #11 types work"
-
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -115,22 +113,6 @@ def test_server_shape_decodes(shape):
             shape.name, path, actual, expected)
 
 
-def _pending_cases() -> List[Any]:
-    return [
-        pytest.param(shape, path, expected, id="%s:%s" % (shape.name, path.rsplit(".", 1)[-1]),
-                     marks=pytest.mark.xfail(strict=False, reason=PENDING))
-        for shape in SERVER_SHAPES
-        for path, expected in shape.pending.items()
-    ]
-
-
-@pytest.mark.parametrize(("shape", "path", "expected"), _pending_cases())
-def test_server_shape_pending_field(shape, path, expected):
-    """Fields livesync does not model yet decode to their value (non-strict xfail)."""
-    message = livesync.parse_server_message(shape.raw)
-    assert same(resolve(message, path), expected)
-
-
 @pytest.mark.parametrize("shape", SERVER_SHAPES, ids=_ids(SERVER_SHAPES))
 def test_server_shape_survives_reencoding(shape):
     """to_dict() of a decoded shape decodes back to an equal message."""
@@ -212,16 +194,13 @@ def test_client_shape_round_trips_through_the_types(shape):
         compression["slidingWindow"]["targetTokens"] = 12800
     if shape.name == "realtime_audio_urlsafe":  # livesync writes the standard alphabet
         wire = client_shape("realtime_audio").message
-    if shape.name == "setup_3x_fields":
-        pytest.xfail(PENDING)
     assert LiveClientMessage.from_dict(shape.message).to_dict() == wire
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING)
 @pytest.mark.parametrize("name", ["context_update", "context_update_clear_tools",
                                   "context_update_instruction"])
 def test_context_update_round_trips_through_the_types(name):
-    """contextUpdate is modelled by LiveClientMessage (non-strict xfail until it is)."""
+    """contextUpdate is modelled by LiveClientMessage."""
     message = client_shape(name).message
     assert LiveClientMessage.from_dict(message).to_dict() == message
 
