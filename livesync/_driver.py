@@ -84,7 +84,7 @@ LOGGER = logging.getLogger("livesync.session")
 #: Payload of livesync's keepalive pings; the pong echoes it (an RTT sample).
 PING_PAYLOAD = b"livesync"
 _DEFAULT_POLICY = ReconnectPolicy()
-#: The uncompressed session limits (PROTOCOL.md §5), warned about a minute ahead.
+#: The uncompressed session limits (docs/protocol.md §7.1), warned about a minute ahead.
 AUDIO_SESSION_LIMIT = 15 * 60.0
 VIDEO_SESSION_LIMIT = 2 * 60.0
 

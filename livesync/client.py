@@ -1,6 +1,6 @@
 """The :class:`Client`: endpoints, credentials and ``connect()``.
 
-Which endpoint and header a dial uses (PROTOCOL.md §1):
+Which endpoint and header a dial uses (docs/protocol.md §2):
 
 - Gemini API key → ``…v1beta.GenerativeService.BidiGenerateContent`` with
   ``x-goog-api-key`` (never in the URL);

@@ -456,8 +456,8 @@ class SessionProtocol:
             content.model_turn is not None or content.output_transcription is not None
             or bool(content.generation_complete))
         ends = turn_over(content)
-        if not (produces or ends):
-            return None
+        if not (produces or ends):  # an IN_PROGRESS turnComplete belongs to the generation
+            return self._owner if content is not None and content.turn_complete else None
         if self._gen is _Gen.ACTIVE:
             if self._tool_wait is not None:
                 self._prove(self._tool_wait)

@@ -67,7 +67,7 @@ FATAL_CLOSE_CODES: Final[FrozenSet[int]] = frozenset({1002, 1003, 1007, 1008, 10
 RETRY_HTTP_STATUSES: Final[FrozenSet[int]] = frozenset({408, 429})
 
 #: Seconds after a tool response within which a 1008 close is taken as the service's
-#: flake on native-audio models (PROTOCOL-2026.md §4 item 14), not a client error.
+#: flake on native-audio models (docs/protocol.md §6), not a client error.
 TOOL_RESPONSE_WINDOW: Final = 5.0
 #: Close reason of a resume with a spent ephemeral token (observed: a resume may use one).
 TOKEN_SPENT: Final = "Token has been used too many times"

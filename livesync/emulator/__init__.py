@@ -1,7 +1,7 @@
 """Offline Gemini Live API emulator for livesync's tests, examples and demos.
 
 ``livesync.emulator`` is an independent server-side implementation of the Live
-protocol (PROTOCOL.md) on ``websockets.sync.server``; it imports nothing from
+protocol (docs/protocol.md) on ``websockets.sync.server``; it imports nothing from
 livesync. Install the ``emulator`` extra (``websockets>=15,<18``). See
 ``docs/emulator.md``.
 
@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 from ._model import CANNED
+from ._options import EmulatorOptions
 from ._records import (
     ClientMessageRecord,
     ConnectionRecord,
@@ -33,6 +34,7 @@ __all__ = [
     "ClientMessageRecord",
     "ConnectionRecord",
     "Emulator",
+    "EmulatorOptions",
     "HandleRecord",
     "Responder",
     "SessionRecord",

@@ -40,14 +40,13 @@ from typing import (
     List,
     NamedTuple,
     Optional,
-    Set,
     Tuple,
     Union,
 )
 
 from websockets.exceptions import ConnectionClosed
 
-from . import _model
+from . import _model, _schema
 from ._records import ClientMessageRecord, ConnectionRecord, SessionRecord, TokenRecord, Turn
 from ._sock import EmulatorServerConnection
 from ._wire import (
@@ -66,7 +65,8 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._server import Emulator, UpgradeInfo
+    from ._registry import Registry
+    from ._server import UpgradeInfo
 
 logger = logging.getLogger("livesync.emulator")
 
@@ -100,7 +100,7 @@ SESSION_LIMIT = (
 )
 TOKEN_EXPIRED = "The auth token has expired."
 
-KINDS = ("setup", "clientContent", "realtimeInput", "toolResponse")
+KINDS = ("setup", "clientContent", "realtimeInput", "toolResponse", "contextUpdate")
 
 
 class Closed(Exception):
@@ -126,17 +126,44 @@ class Job:
         self.pending: Dict[str, str] = {}
 
 
+class Spoken:
+    """What a model turn said so far: text parts, output transcriptions, audio bytes."""
+
+    def __init__(self) -> None:
+        self.texts: List[str] = []
+        self.transcripts: List[str] = []
+        self.audio_bytes = 0
+
+    def add(self, content: Any) -> None:
+        """Account for one ``serverContent`` value (None is ignored)."""
+        for part in get(get(content, "modelTurn"), "parts") or []:
+            if isinstance(get(part, "text"), str) and not get(part, "thought"):
+                self.texts.append(part["text"])
+            blob = get(part, "inlineData")
+            if blob is not None:
+                self.audio_bytes += len(decode_b64(get(blob, "data", "")) or b"")
+        transcript = get(get(content, "outputTranscription"), "text")
+        if isinstance(transcript, str):
+            self.transcripts.append(transcript)
+
+    @property
+    def text(self) -> str:
+        """The reply text: the text parts, else the output transcription."""
+        return "".join(self.texts) or "".join(self.transcripts)
+
+
 class Connection:
     """Server side of one accepted WebSocket connection."""
 
     def __init__(
         self,
-        emu: Emulator,
+        registry: Registry,
         ws: EmulatorServerConnection,
         record: ConnectionRecord,
         upgrade: UpgradeInfo,
     ) -> None:
-        self.emu = emu
+        self.reg = registry
+        self.options = registry.options
         self.ws = ws
         self.sock = ws.stallable
         self.record = record
@@ -155,10 +182,12 @@ class Connection:
         self.session: Optional[SessionRecord] = None
         self.token: Optional[TokenRecord] = None
         self.config: Dict[str, Any] = {}
+        self.model = ""
+        self.history_open = False
+        """``historyConfig.initialHistoryInClientContent`` and no realtime input yet."""
         self.index = 0
         self.current: Optional[Job] = None
         self.queued: List[Job] = []
-        self.known_calls: Set[str] = set()
         self.pending_texts: List[str] = []
         self.resumption = False
         self.transparent = False
@@ -178,14 +207,22 @@ class Connection:
         self.activity_rate = 16000
         self.activity_texts: List[str] = []
         # Deadlines (time.monotonic()).
-        scale = emu.time_scale
         self.opened = time.monotonic()
-        self.close_at: Optional[float] = self.opened + emu.connection_lifetime * scale
+        self.close_at: Optional[float] = None
         self.go_away_at: Optional[float] = None
-        if emu.go_away_notice < emu.connection_lifetime:
-            self.go_away_at = self.opened + (emu.connection_lifetime - emu.go_away_notice) * scale
+        self._set_lifetime(self.options.connection_lifetime)
+        self.poison: Optional[Tuple[float, int, str]] = None
+        """``(due, code, reason)`` of a poisoned resume's close (handler thread)."""
         self.reader: Optional[threading.Thread] = None
         self.worker: Optional[threading.Thread] = None
+
+    def _set_lifetime(self, lifetime: float) -> None:
+        """Set the lifetime deadline and its goAway, counted from the upgrade (handler)."""
+        scale = self.options.time_scale
+        self.close_at = self.opened + lifetime * scale
+        self.go_away_at = None
+        if self.options.go_away_notice < lifetime:
+            self.go_away_at = self.opened + (lifetime - self.options.go_away_notice) * scale
 
     # ------------------------------------------------------------------ threads
 
@@ -216,14 +253,14 @@ class Connection:
         try:
             while True:
                 data = self.ws.recv()
-                lag = 0.0 if first else self.emu.input_lag
+                lag = 0.0 if first else self.reg.input_lag
                 first = False
-                with self.emu._cond:
+                with self.reg.cond:
                     self.record.backlog += 1
-                    self.emu._cond.notify_all()
+                    self.reg.cond.notify_all()
                 self.commands.put(("msg", data, time.time(), time.monotonic() + lag))
         except ConnectionClosed:
-            self.emu._record_close(self)
+            self.reg.record_close(self)
         except Exception:  # pragma: no cover - defensive
             logger.debug("emulator reader %d stopped", self.record.id, exc_info=True)
         finally:
@@ -234,7 +271,7 @@ class Connection:
             self.closing = True
         self._cancel_all()
         self.jobs.put(None)
-        limit = self.emu.close_timeout + 1.0
+        limit = self.options.close_timeout + 1.0
         if self.worker is not None:
             self.worker.join(limit)
         if self.reader is not None and self.reader.is_alive():
@@ -243,7 +280,7 @@ class Connection:
                 self.sock.abort()
                 self.reader.join(limit)
         self._discard()
-        self.emu._connection_ended(self)
+        self.reg.connection_ended(self)
 
     # ------------------------------------------------------------------ commands
 
@@ -255,7 +292,9 @@ class Connection:
         if self.record.stalled:
             return None
         due = self.inbox[0].due if self.inbox else None
-        deadlines = [t for t in (self.go_away_at, self.close_at, self._limit_at(), due) if t]
+        poison = self.poison[0] if self.poison else None
+        deadlines = [t for t in (self.go_away_at, self.close_at, self._limit_at(), due, poison)
+                     if t]
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -266,15 +305,15 @@ class Connection:
             return None
         limits = []
         if session.has_audio:
-            limits.append(self.emu.audio_session_limit)
+            limits.append(self.options.audio_session_limit)
         if session.has_video:
-            limits.append(self.emu.video_session_limit)
+            limits.append(self.options.video_session_limit)
         if not limits:
             return None
-        return session.started_at + min(limits) * self.emu.time_scale
+        return session.started_at + min(limits) * self.options.time_scale
 
     def _serve(self) -> None:
-        failure = self.emu._check_auth(self)
+        failure = self.reg.check_auth(self)
         if failure is not None:
             self.close(*failure)
             return
@@ -315,10 +354,10 @@ class Connection:
         """Take ``count`` messages (default: all) off the record's backlog (handler thread)."""
         if count is not None and count <= 0:
             return
-        with self.emu._cond:
+        with self.reg.cond:
             left = 0 if count is None else self.record.backlog - count
             self.record.backlog = max(0, left)
-            self.emu._cond.notify_all()
+            self.reg.cond.notify_all()
 
     def _deadlines(self) -> None:
         now = time.monotonic()
@@ -330,9 +369,12 @@ class Connection:
             self.close_at = None
             self.close(1011, DEADLINE)
             return
+        if self.poison is not None and now >= self.poison[0]:
+            self.close(self.poison[1], self.poison[2])
+            return
         limit = self._limit_at()
         if limit is not None and now >= limit and self.session is not None:
-            with self.emu._cond:
+            with self.reg.cond:
                 self.session.ended = "session limit"
             self.close(1011, SESSION_LIMIT)
 
@@ -359,7 +401,7 @@ class Connection:
             data: Union[str, bytes] = dumps(message)
         else:
             data = message
-        text = self.emu.text_frames if not frame else frame == "text"
+        text = self.options.text_frames if not frame else frame == "text"
         if text and isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
         elif not text and isinstance(data, str):
@@ -371,10 +413,10 @@ class Connection:
                 self.ws.send(data)
             except (ConnectionClosed, OSError, RuntimeError) as exc:
                 raise Closed() from exc
-            with self.emu._cond:
-                if isinstance(message, dict) and self.emu.record_sent:
+            with self.reg.cond:
+                if isinstance(message, dict) and self.options.record_sent:
                     self.record.sent.append(message)
-                self.emu._cond.notify_all()
+                self.reg.cond.notify_all()
 
     def close(self, code: int, reason: str = "", *, by: str = "server") -> None:
         """Close with a close frame and wait for the handshake (handler thread)."""
@@ -384,13 +426,17 @@ class Connection:
                 self.done = True
                 return
             self.closing = True
-        with self.emu._cond:
+        with self.reg.cond:
+            deadline = (code, reason) == (1011, DEADLINE) and self.session is not None
+            if deadline and self.options.refuse_resume_after_deadline:
+                assert self.session is not None
+                self.session.ended = self.session.ended or "deadline"
             if self.record.closed_by is None:
                 self.record.closed_by = by
             if not self.record.stalled:
                 self.record.close_code = code
                 self.record.close_reason = reason
-            self.emu._cond.notify_all()
+            self.reg.cond.notify_all()
         self._cancel_all()
         try:
             self.ws.close(code, reason)
@@ -420,7 +466,7 @@ class Connection:
         if len(message) > 1:
             self.close(
                 1007, "Invalid JSON payload received. Only one of setup, clientContent, "
-                "realtimeInput or toolResponse may be set."
+                "realtimeInput, toolResponse or contextUpdate may be set."
             )
             return
         key, body = next(iter(message.items()))
@@ -430,12 +476,12 @@ class Connection:
                 self.close(1007, FIRST_NOT_SETUP)
                 return
             self._record(kind, body, message, received_at)
-            if self.emu._take_stall_setup():
+            if self.reg.take_stall_setup():
                 self.sock.stall()
-                with self.emu._cond:
+                with self.reg.cond:
                     self.record.setup = body if isinstance(body, dict) else None
                     self.record.stalled = True
-                    self.emu._cond.notify_all()
+                    self.reg.cond.notify_all()
                 return
             self._on_setup(body)
             return
@@ -452,11 +498,13 @@ class Connection:
             self._on_client_content(body)
         elif kind == "realtimeInput":
             self._on_realtime_input(body)
+        elif kind == "contextUpdate":
+            self._on_context_update(body)
         else:
             self._on_tool_response(body)
 
     def _record(self, kind: str, body: Any, message: Dict[str, Any], received_at: float) -> None:
-        with self.emu._cond:
+        with self.reg.cond:
             index = 0 if kind == "setup" else self.index + 1
             rec = ClientMessageRecord(
                 index=index,
@@ -472,38 +520,43 @@ class Connection:
             if kind != "setup" and self.session is not None:
                 self.index = index
                 self.session.messages.append(rec)
-            self.emu._cond.notify_all()
+            self.reg.cond.notify_all()
 
     def _on_setup(self, body: Any) -> None:
         if not isinstance(body, dict):
             self.close(1007, INVALID_ARGUMENT)
             return
-        with self.emu._cond:
+        with self.reg.cond:
             self.record.setup = body
+        if not self._parse(body, "BidiGenerateContentSetup", "setup"):
+            return
         config = camel_keys(body)
         if isinstance(config.get("generationConfig"), dict):
             config["generationConfig"] = camel_keys(config["generationConfig"])
         resumption = config.get("sessionResumption")
         handle = get(resumption, "handle") if isinstance(resumption, dict) else None
         if self.token is not None:
-            error = self.emu._use_token(self.token, resume=bool(handle))
-            if error is not None:
-                self.close(1007, error)
+            failure = self.reg.use_token(self.token, resume=bool(handle))
+            if failure is not None:
+                self.close(*failure)
                 return
             config = apply_locked(config, self.token.setup, self.token.field_mask)
             resumption = config.get("sessionResumption")
-        with self.emu._cond:
+        with self.reg.cond:
             self.record.effective_setup = config
         self.config = config
         modalities = get(config.get("generationConfig"), "responseModalities") or []
         if isinstance(modalities, list) and len(modalities) > 1:
             self.close(1007, TWO_MODALITIES)
             return
-        model_or_error = self.emu._resolve_model(self.record, config.get("model"))
+        model_or_error = self.reg.resolve_model(self.record, config.get("model"))
         if isinstance(model_or_error, tuple):
             self.close(*model_or_error)
             return
         model = model_or_error
+        self.model = model
+        if model in (self.options.model_lifetimes or {}):
+            self._set_lifetime(self.options.lifetime(model))
         if "native-audio" in model and [str(m).upper() for m in modalities] == ["TEXT"]:
             self.close(1007, NON_AUDIO)
             return
@@ -517,10 +570,12 @@ class Connection:
         self.vad_disabled = as_bool(get(aad, "disabled"))
         self.silence_ms = float(as_int(get(aad, "silenceDurationMs"), 0) or 500)
         self.no_interruption = str(get(rtc, "activityHandling", "")) == "NO_INTERRUPTION"
+        history = get(config.get("historyConfig"), "initialHistoryInClientContent")
+        self.history_open = as_bool(history)
         if handle:
-            result = self.emu._resume_session(self, str(handle), model)
+            result = self.reg.resume_session(self, str(handle), model)
         else:
-            result = self.emu._new_session(self, model)
+            result = self.reg.new_session(self, model)
         if isinstance(result, tuple):
             self.close(*result)
             return
@@ -529,14 +584,59 @@ class Connection:
         if self.record.backend == "vertex":
             complete["sessionId"] = result.id
         self.setup_done = True
+        with self.reg.cond:
+            poison = result.poison if handle else None
+        if poison is not None:
+            due = time.monotonic() + poison[2] * self.options.time_scale
+            self.poison = (due, poison[0], poison[1])
         self.send({"setupComplete": complete})
         if self.resumption:
             self._send_handle()
-        if self.emu._take_drop_after_setup():
-            self.emu._drop(self)
+        if self.reg.take_drop_after_setup():
+            self.reg.drop(self)
+
+    def _parse(self, body: Any, message: str, path: str) -> bool:
+        """Check ``body`` like the proto-JSON parser; close 1007, return False if bad (handler)."""
+        if message == "BidiGenerateContentSetup" and not self.options.validate_setup:
+            return True
+        package = _schema.package_for(self.record.backend, self.record.api_version)
+        error = _schema.validate(body, message, path, package)
+        if error is not None:
+            self.close(1007, error)
+        return error is None
+
+    def _on_context_update(self, body: Dict[str, Any]) -> None:
+        """Replace the session's system instruction and/or tools for later turns (handler)."""
+        if not self._parse(body, "BidiGenerateContentContextUpdate", "context_update"):
+            return
+        session = self.session
+        assert session is not None
+        instruction = get(body, "systemInstruction")
+        tools = get(body, "tools")
+        with self.reg.cond:
+            if instruction is not None:
+                session.system_instruction = copy.deepcopy(instruction)
+            if tools is not None:
+                session.tools = copy.deepcopy(get(tools, "tools") or [])
+            self.reg.cond.notify_all()
+
+    def _turn_config(self) -> Dict[str, Any]:
+        """The connection's setup with the session's current instruction and tools (handler)."""
+        session = self.session
+        assert session is not None
+        config = dict(self.config)
+        with self.reg.cond:
+            current = (("systemInstruction", session.system_instruction),
+                       ("tools", session.tools))
+            for key, value in current:
+                config.pop(key, None)
+                if value is not None:
+                    config[key] = copy.deepcopy(value)
+        return config
 
     def _on_client_content(self, body: Dict[str, Any]) -> None:
-        self.barge_in()
+        if not self.history_open:
+            self.barge_in()
         turns = get(body, "turns") or []
         if not isinstance(turns, list):
             turns = []
@@ -550,11 +650,12 @@ class Connection:
         if as_bool(get(body, "turnComplete")):
             text = " ".join(self.pending_texts)
             self.pending_texts = []
-            self._enqueue(Turn(kind="text", text=text))
+            if not self.history_open:  # initial history does not trigger a reply
+                self._enqueue(Turn(kind="text", text=text))
 
     def _on_realtime_input(self, body: Dict[str, Any]) -> None:
-        if has(body, "mediaChunks"):
-            self.close(1007, MEDIA_CHUNKS)
+        self.history_open = False
+        if has(body, "mediaChunks") and not self._media_chunks(get(body, "mediaChunks")):
             return
         audio = get(body, "audio")
         if audio is not None:
@@ -562,35 +663,54 @@ class Connection:
             if self.closing:
                 return
         video = get(body, "video")
-        if video is not None:
-            mime = str(get(video, "mimeType") or "")
-            if not mime.startswith("image/") or decode_b64(get(video, "data", "")) is None:
-                self.close(1007, INVALID_ARGUMENT + " realtimeInput.video must be an image/* blob.")
-                return
-            self._mark_media(video=True)
+        if video is not None and not self._on_video(video):
+            return
         text = get(body, "text")
         if isinstance(text, str):
             self._on_text(text)
+        strict = self.options.strict_activity_control and not self.vad_disabled
+        if strict and (has(body, "activityStart") or has(body, "activityEnd")):
+            self.close(1007, ACTIVITY_WITH_VAD)
+            return
         if has(body, "activityStart"):
-            if not self.vad_disabled:
-                self.close(1007, ACTIVITY_WITH_VAD)
-                return
             self.barge_in()
+            self.speaking = False  # explicit activity takes over from the server VAD
             self.in_activity = True
             self.activity_pcm = bytearray()
             self.activity_texts = []
         if has(body, "activityEnd"):
-            if not self.vad_disabled:
-                self.close(1007, ACTIVITY_WITH_VAD)
-                return
             if self.in_activity:
                 self.in_activity = False
                 self._end_activity()
         if as_bool(get(body, "audioStreamEnd")) and self.speaking:
             self._end_speech()
 
+    def _media_chunks(self, chunks: Any) -> bool:
+        """Take ``mediaChunks`` as audio/video (2.x models); False if closed (handler)."""
+        if not self.options.accepts_media_chunks(self.model):
+            self.close(1007, MEDIA_CHUNKS)
+            return False
+        for blob in chunks if isinstance(chunks, list) else []:
+            if str(get(blob, "mimeType") or "").startswith("image/"):
+                if not self._on_video(blob):
+                    return False
+            else:
+                self._on_audio(blob)
+                if self.closing:
+                    return False
+        return True
+
+    def _on_video(self, video: Any) -> bool:
+        """Take one video frame (an ``image/*`` blob); False if it closed (handler thread)."""
+        mime = str(get(video, "mimeType") or "")
+        if not mime.startswith("image/") or decode_b64(get(video, "data", "")) is None:
+            self.close(1007, INVALID_ARGUMENT + " realtimeInput.video must be an image/* blob.")
+            return False
+        self._mark_media(video=True)
+        return True
+
     def _on_text(self, text: str) -> None:
-        if self.vad_disabled and self.in_activity:
+        if self.in_activity:
             self.activity_texts.append(text)
             return
         self.barge_in()
@@ -601,7 +721,7 @@ class Connection:
         session = self.session
         if session is None:
             return
-        with self.emu._cond:
+        with self.reg.cond:
             session.has_audio = session.has_audio or audio
             session.has_video = session.has_video or video
 
@@ -622,17 +742,18 @@ class Connection:
             return
         self._mark_media(audio=True)
         rate = mime_rate(mime)
+        if self.in_activity:
+            self.activity_pcm += data
+            self.activity_rate = rate
+            return
         if self.vad_disabled:
-            if self.in_activity:
-                self.activity_pcm += data
-                self.activity_rate = rate
             return
         offset = 0
         for seconds, rms in frame_levels(data, rate):
             size = int(round(seconds * rate)) * 2
             frame = data[offset:offset + size]
             offset += size
-            if rms >= self.emu.vad_threshold:
+            if rms >= self.options.vad_threshold:
                 if not self.speaking:
                     self.speaking = True
                     self.turn_pcm = bytearray()
@@ -694,15 +815,14 @@ class Connection:
                 name = get(response, "name")
                 if not call_id and job is not None and self.record.backend == "vertex":
                     call_id = next((i for i, n in job.pending.items() if n == name), None)
+                # Responses for ids never issued are ignored, as the real service does.
                 if job is not None and call_id in job.pending:
                     job.turn.tool_responses[str(call_id)] = get(response, "response") or {}
                     del job.pending[str(call_id)]
-                elif call_id not in self.known_calls:
-                    break
-            else:
-                self.changed.notify_all()
-                return
-        self.close(1008, NOT_FOUND)
+            self.changed.notify_all()
+        fault = self.reg.take_tool_response_close()
+        if fault is not None:
+            self.close(*fault)
 
     # ------------------------------------------------------------------ model
 
@@ -710,20 +830,20 @@ class Connection:
         session = self.session
         if session is None:
             return
-        with self.emu._cond:
+        with self.reg.cond:
             session.history.extend(contents)
-            self.emu._cond.notify_all()
+            self.reg.cond.notify_all()
 
     def _enqueue(self, turn: Turn) -> None:
         session = self.session
         assert session is not None
-        turn.config = self.config
+        turn.config = self._turn_config()
         turn.session_id = session.id
         turn.connection_id = self.record.id
         turn.backend = self.record.backend
-        turn.text_chunk_chars = self.emu.text_chunk_chars
-        turn.audio_chunk_seconds = self.emu.audio_chunk_seconds
-        turn.audio_seconds_per_char = self.emu.audio_seconds_per_char
+        turn.text_chunk_chars = self.options.text_chunk_chars
+        turn.audio_chunk_seconds = self.options.audio_chunk_seconds
+        turn.audio_seconds_per_char = self.options.audio_seconds_per_char
         job = Job(turn)
         with self.mutex:
             self.queued.append(job)
@@ -779,60 +899,31 @@ class Connection:
             return True
 
     def _generate(self, job: Job) -> None:
-        """Stream the reply to one turn, then end it (worker thread)."""
+        """Stream the reply to one turn, then end it (worker thread).
+
+        With ``interaction_status="background"`` the turn ends with
+        ``interactionStatus: IN_PROGRESS`` and :meth:`_background` follows.
+        """
         turn = job.turn
         session = self.session
         assert session is not None
-        with self.emu._cond:
+        with self.reg.cond:
             turn.history = copy.deepcopy(session.history)
         prompt_text = _model.history_text(turn.history)
         if self.resumption:
             self.send({"sessionResumptionUpdate": {}})
         script: Optional[Iterable[Dict[str, Any]]] = None
-        if self.emu.responder is not None:
-            script = self.emu.responder(turn)
+        if self.options.responder is not None:
+            script = self.options.responder(turn)
         if script is None:
             script = _model.default_script(turn)
-        texts: List[str] = []
-        transcripts: List[str] = []
-        audio_bytes = 0
-        own_end = False
-        for message in script:
-            if job.cancel.is_set():
-                break
-            calls = [
-                c for c in get(get(message, "toolCall"), "functionCalls") or []
-                if isinstance(c, dict) and c.get("id")
-            ]
-            if calls:
-                with self.mutex:
-                    for call in calls:
-                        job.pending[str(call["id"])] = str(call.get("name", ""))
-                        self.known_calls.add(str(call["id"]))
-            self.send(message)
-            content = get(message, "serverContent")
-            for part in get(get(content, "modelTurn"), "parts") or []:
-                if isinstance(get(part, "text"), str) and not get(part, "thought"):
-                    texts.append(part["text"])
-                blob = get(part, "inlineData")
-                if blob is not None:
-                    audio_bytes += len(decode_b64(get(blob, "data", "")) or b"")
-            transcript = get(get(content, "outputTranscription"), "text")
-            if isinstance(transcript, str):
-                transcripts.append(transcript)
-            if calls:
-                with self.mutex:
-                    self.changed.wait_for(lambda: job.cancel.is_set() or not job.pending)
-            if as_bool(get(content, "turnComplete")):
-                own_end = True
-                break
-            if self.emu.chunk_delay > 0:
-                job.cancel.wait(self.emu.chunk_delay)
-        reply = "".join(texts) or "".join(transcripts)
-        audio_seconds = audio_bytes / 2 / 24000
+        spoken = Spoken()
+        own_end = self._stream(job, script, spoken, calls=True)
+        mode = self.options.interaction_status
         with self.mutex:
             interrupted = job.cancel.is_set() and not own_end
-            job.finishing = not interrupted
+            background = mode == "background" and not interrupted and not own_end
+            job.finishing = not interrupted and not background
             cancelled_ids = list(job.pending)
             job.pending.clear()
         if interrupted:
@@ -841,22 +932,78 @@ class Connection:
             self.send({"serverContent": {"interrupted": True}})
         elif not own_end:
             self.send({"serverContent": {"generationComplete": True}})
-        if reply:
-            self._add_history([{"role": "model", "parts": [{"text": reply}]}])
+        if spoken.text:
+            self._add_history([{"role": "model", "parts": [{"text": spoken.text}]}])
         if not own_end:
-            end: Dict[str, Any] = {"serverContent": {"turnComplete": True}}
+            content: Dict[str, Any] = {"turnComplete": True}
+            if mode is not None:
+                content["interactionStatus"] = "IN_PROGRESS" if background else "IDLE"
+            end: Dict[str, Any] = {"serverContent": content}
             meta = _model.usage(
                 backend=self.record.backend,
                 prompt_text=prompt_text,
                 prompt_audio_seconds=turn.audio_seconds,
-                response_text=reply,
-                response_audio_seconds=audio_seconds,
+                response_text=spoken.text,
+                response_audio_seconds=spoken.audio_bytes / 2 / 24000,
             )
             if meta:
                 end["usageMetadata"] = meta
             self.send(end)
+        if background:
+            self._background(job)
         if self.resumption:
             self._handle_if_idle(job)
+
+    def _stream(self, job: Job, script: Iterable[Dict[str, Any]], spoken: Spoken,
+                *, calls: bool) -> bool:
+        """Send ``script`` until done or cancelled; True if it ended the turn itself (worker).
+
+        A ``toolCall`` (when ``calls``) waits for the client's responses.
+        """
+        for message in script:
+            if job.cancel.is_set():
+                return False
+            found = [
+                c for c in get(get(message, "toolCall"), "functionCalls") or []
+                if isinstance(c, dict) and c.get("id")
+            ] if calls else []
+            if found:
+                with self.mutex:
+                    for call in found:
+                        job.pending[str(call["id"])] = str(call.get("name", ""))
+            content = get(message, "serverContent")
+            ends = as_bool(get(content, "turnComplete"))
+            if ends and self.options.interaction_status and not has(content, "interactionStatus"):
+                message = dict(message, serverContent=dict(content, interactionStatus="IDLE"))
+            self.send(message)
+            spoken.add(content)
+            if found:
+                with self.mutex:
+                    self.changed.wait_for(lambda: job.cancel.is_set() or not job.pending)
+            if ends:
+                return True
+            if self.options.chunk_delay > 0:
+                job.cancel.wait(self.options.chunk_delay)
+        return False
+
+    def _background(self, job: Job) -> None:
+        """Background output after ``IN_PROGRESS``, then ``turnComplete`` + ``IDLE`` (worker).
+
+        Waits ``background_delay`` (scaled), streams :data:`_model.BACKGROUND_TEXT`
+        in the connection's modality; a barge-in interrupts it as usual
+        (``interrupted``), and the final ``IDLE`` turnComplete is always sent.
+        """
+        job.cancel.wait(self.options.background_delay * self.options.time_scale)
+        spoken = Spoken()
+        self._stream(job, job.turn.reply(_model.BACKGROUND_TEXT), spoken, calls=False)
+        with self.mutex:
+            interrupted = job.cancel.is_set()
+            job.finishing = True
+        if interrupted:
+            self.send({"serverContent": {"interrupted": True}})
+        if spoken.text:
+            self._add_history([{"role": "model", "parts": [{"text": spoken.text}]}])
+        self.send({"serverContent": {"turnComplete": True, "interactionStatus": "IDLE"}})
 
     # ------------------------------------------------------------------ resumption
 
@@ -895,7 +1042,7 @@ class Connection:
         session = self.session
         if session is None or self.closing:
             return
-        handle = self.emu._snapshot(self, session)
+        handle = self.reg.snapshot(self, session)
         update: Dict[str, Any] = {"newHandle": handle.handle, "resumable": True}
         if self.transparent and handle.last_consumed_index:
             update["lastConsumedClientMessageIndex"] = str(handle.last_consumed_index)

@@ -28,6 +28,9 @@ CANNED = (
 )
 """Canned replies: if the lower-cased user text contains the key, reply with the value."""
 
+BACKGROUND_TEXT = "Background work finished."
+"""What the model says in the background phase of ``interaction_status="background"``."""
+
 EMPTY_REPLY = "Yeah, I can hear you. What's up?"
 
 MAX_COUNT = 1000
@@ -53,9 +56,11 @@ def reply_text(turn: Turn) -> str:
     2. Empty text: ``"Yeah, I can hear you. What's up?"``.
     3. ``"what did i say"`` / ``"what did i just say"``: ``"Earlier you said: <previous
        user text>"`` (or ``"You have not said anything before."``).
-    4. ``"count to N"`` (N <= 1000): ``"1, 2, ..., N."`` (handy for long replies).
-    5. The :data:`CANNED` table (substring match, case-insensitive).
-    6. Otherwise an echo: ``"You said: <text>"``.
+    4. ``"system instruction"``: ``"My system instruction is: <its text>"`` (or
+       ``"I have no system instruction."``): shows ``contextUpdate`` and resumes.
+    5. ``"count to N"`` (N <= 1000): ``"1, 2, ..., N."`` (handy for long replies).
+    6. The :data:`CANNED` table (substring match, case-insensitive).
+    7. Otherwise an echo: ``"You said: <text>"``.
     """
     if turn.kind == "audio":
         return f"I heard {turn.audio_seconds:.2f} seconds of audio."
@@ -69,6 +74,8 @@ def reply_text(turn: Turn) -> str:
         if earlier:
             return f"Earlier you said: {earlier[-1]}"
         return "You have not said anything before."
+    if "system instruction" in low:
+        return instruction_reply(turn.config)
     match = re.search(r"count to (\d+)", low)
     if match:
         count = min(int(match.group(1)), MAX_COUNT)
@@ -78,6 +85,19 @@ def reply_text(turn: Turn) -> str:
         if key in low:
             return answer
     return f"You said: {text}"
+
+
+def instruction_reply(config: Dict[str, Any]) -> str:
+    """Return the reply to "system instruction": the text parts of the current one."""
+    instruction = get(config, "systemInstruction")
+    if isinstance(instruction, str):
+        text = instruction
+    else:
+        parts = get(instruction, "parts") or []
+        text = " ".join(str(get(p, "text")) for p in parts if isinstance(get(p, "text"), str))
+    if not text:
+        return "I have no system instruction."
+    return f"My system instruction is: {text}"
 
 
 def declared_functions(config: Dict[str, Any]) -> List[Dict[str, Any]]:

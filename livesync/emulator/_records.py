@@ -24,7 +24,8 @@ class ClientMessageRecord:
             1, 2, 3, ... restarting at 1 on each new connection (the index used
             by ``lastConsumedClientMessageIndex``).
         kind: Top-level key, normalised to camelCase: ``"setup"``,
-            ``"clientContent"``, ``"realtimeInput"`` or ``"toolResponse"``.
+            ``"clientContent"``, ``"realtimeInput"``, ``"toolResponse"`` or
+            ``"contextUpdate"``.
         payload: The value under that key, as decoded (not normalised).
         message: The whole decoded message object.
         received_at: ``time.time()`` when the message was read from the socket.
@@ -68,7 +69,8 @@ class ConnectionRecord:
     Attributes:
         id: Global connection number, counting from 1 per emulator.
         path: Upgrade path (credentials redacted).
-        api_version: ``"v1beta"``, ``"v1alpha"`` (Gemini API) or ``"v1beta1"``, ``"v1"`` (Vertex).
+        api_version: ``"v1"``, ``"v1beta"``, ``"v1alpha"`` (Gemini API) or ``"v1beta1"``,
+            ``"v1"`` (Vertex).
         backend: ``"gemini"`` or ``"vertex"``.
         method: ``"BidiGenerateContent"`` or ``"BidiGenerateContentConstrained"``.
         auth: How the client authenticated: ``"api_key_header"``, ``"api_key_query"``,
@@ -148,6 +150,13 @@ class SessionRecord:
         has_video: True once the session received ``realtimeInput.video``.
         ended: Why the session can no longer be resumed, or None.
         started_at: ``time.monotonic()`` of the first setup (session limits count from here).
+        system_instruction: The current system instruction (a ``Content`` dict):
+            the setup's, replaced by each ``contextUpdate``; None if none.
+        tools: The current tools (list of ``Tool`` dicts): the setup's, replaced by
+            each ``contextUpdate`` (``[]`` after a clear); None if none.
+        poison: ``(code, reason, after)`` set by :meth:`Emulator.poison_session`:
+            every resume of this session is closed ``after`` nominal seconds after
+            its ``setupComplete``; None if not poisoned.
     """
 
     id: str
@@ -161,6 +170,9 @@ class SessionRecord:
     has_video: bool = False
     ended: Optional[str] = None
     started_at: float = 0.0
+    system_instruction: Optional[Dict[str, Any]] = dataclasses.field(default=None, repr=False)
+    tools: Optional[List[Dict[str, Any]]] = dataclasses.field(default=None, repr=False)
+    poison: Optional[Tuple[int, str, float]] = None
 
 
 @dataclasses.dataclass
@@ -177,6 +189,8 @@ class HandleRecord:
         expires_at: ``time.monotonic()`` after which it is refused.
         history: Conversation history in the snapshot.
         messages: Client messages in the snapshot (``SessionRecord.messages``).
+        system_instruction: The session's system instruction in the snapshot.
+        tools: The session's tools in the snapshot.
     """
 
     handle: str = dataclasses.field(repr=False)
@@ -187,6 +201,8 @@ class HandleRecord:
     expires_at: float
     history: List[Dict[str, Any]] = dataclasses.field(repr=False)
     messages: List[ClientMessageRecord] = dataclasses.field(repr=False)
+    system_instruction: Optional[Dict[str, Any]] = dataclasses.field(default=None, repr=False)
+    tools: Optional[List[Dict[str, Any]]] = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass

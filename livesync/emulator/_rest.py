@@ -23,7 +23,7 @@ from ._records import TokenRecord
 from ._wire import as_int, error_body, get, has, parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._server import Emulator
+    from ._registry import Registry
 
 JSON = "application/json; charset=UTF-8"
 
@@ -42,12 +42,12 @@ def _route(path: str) -> Tuple[str, Dict[str, List[str]]]:
 
 
 def _check_key(
-    emu: Emulator, headers: Mapping[str, str], query: Dict[str, List[str]]
+    reg: Registry, headers: Mapping[str, str], query: Dict[str, List[str]]
 ) -> Optional[Tuple[int, str]]:
     key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
     if not key:
         return 403, error_body(403, REST_UNREGISTERED, "PERMISSION_DENIED")
-    if not hmac.compare_digest(key.encode(), emu.api_key.encode()):
+    if not hmac.compare_digest(key.encode(), reg.api_key.encode()):
         return 400, error_body(400, REST_KEY_INVALID, "INVALID_ARGUMENT")
     return None
 
@@ -66,7 +66,7 @@ def model_resource(name: str) -> Dict[str, Any]:
 
 
 def handle(
-    emu: Emulator, method: str, path: str, headers: Mapping[str, str], body: bytes
+    reg: Registry, method: str, path: str, headers: Mapping[str, str], body: bytes
 ) -> Tuple[int, str]:
     """Answer one REST request; return ``(status, JSON body)``.
 
@@ -78,17 +78,19 @@ def handle(
     if route == "/v1alpha/auth_tokens":
         if method != "POST":
             return 405, error_body(405, "Method not allowed.", "METHOD_NOT_ALLOWED")
-        return _check_key(emu, headers, query) or _mint(emu, body)
+        return _check_key(reg, headers, query) or _mint(reg, body)
     if (model or listing) and method == "GET":
-        failure = _check_key(emu, headers, query)
+        failure = _check_key(reg, headers, query)
         if failure:
             return failure
         if listing:
-            models = [model_resource(m) for m in emu.models]
+            version = listing.group(1)
+            models = [model_resource(m) for m in reg.options.models
+                      if reg.options.serves(m, version)]
             return 200, json.dumps({"models": models}, indent=2)
         assert model is not None
         version, name = model.group(1), model.group(2)
-        if name in emu.models:
+        if reg.options.serves(name, version):
             return 200, json.dumps(model_resource(name), indent=2)
         message = (
             f"models/{name} is not found for API version {version}, or is not supported "
@@ -99,7 +101,7 @@ def handle(
     return 404, error_body(404, f"Method not found: {method} {route}", "NOT_FOUND")
 
 
-def _mint(emu: Emulator, body: bytes) -> Tuple[int, str]:
+def _mint(reg: Registry, body: bytes) -> Tuple[int, str]:
     try:
         data = json.loads(body.decode("utf-8") or "{}")
     except (ValueError, UnicodeDecodeError):
@@ -111,7 +113,7 @@ def _mint(emu: Emulator, body: bytes) -> Tuple[int, str]:
         return 400, error_body(400, "Invalid value at 'uses'.", "INVALID_ARGUMENT")
     now_wall = time.time()
     now_mono = time.monotonic()
-    scale = emu.time_scale
+    scale = reg.options.time_scale
     times: Dict[str, Tuple[float, float]] = {}
     for field, default in (("expireTime", 1800.0), ("newSessionExpireTime", 60.0)):
         value = get(data, field)
@@ -143,7 +145,7 @@ def _mint(emu: Emulator, body: bytes) -> Tuple[int, str]:
         setup=setup if isinstance(setup, dict) else None,
         field_mask=mask,
     )
-    emu._add_token(token)
+    reg.add_token(token)
     response: Dict[str, Any] = {"name": name}
     if uses:
         response["uses"] = uses
@@ -158,8 +160,9 @@ class RestServer(http.server.ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, address: Tuple[str, int], emu: Emulator) -> None:
-        self.emu = emu
+    def __init__(self, address: Tuple[str, int], reg: Registry) -> None:
+        """Serve ``reg`` (the emulator's registry) on ``address``."""
+        self.reg = reg
         super().__init__(address, _Handler)
 
 
@@ -172,7 +175,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = as_int(self.headers.get("Content-Length"), 0)
         body = self.rfile.read(length) if length > 0 else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, text = handle(self.server.emu, method, self.path, headers, body)
+        status, text = handle(self.server.reg, method, self.path, headers, body)
         raw = text.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", JSON)

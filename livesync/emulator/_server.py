@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hmac
 import http
@@ -12,19 +11,15 @@ import re
 import secrets
 import threading
 import time
-import uuid
 from types import TracebackType
 from typing import (
     Any,
     Callable,
     Dict,
-    Iterable,
     Iterator,
     List,
     Optional,
-    Sequence,
     Set,
-    Tuple,
     Type,
     Union,
     cast,
@@ -35,64 +30,31 @@ from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 from . import _rest
-from ._conn import (
-    API_KEY_INVALID,
-    INTERNAL,
-    INVALID_ARGUMENT,
-    UNREGISTERED,
-    Closed,
-    Connection,
-)
+from ._conn import INTERNAL, Closed, Connection
+from ._options import DEFAULT_MODELS, EmulatorOptions, Responder
 from ._records import (
     ConnectionRecord,
     HandleRecord,
     SessionRecord,
     TokenRecord,
-    Turn,
     UpgradeRecord,
 )
+from ._registry import INVALID_ARGUMENT, Refusal, Registry, RetryAfter
 from ._sock import EmulatorServerConnection
-from ._wire import error_body, new_handle, redact_headers, redact_path
+from ._wire import error_body, redact_headers, redact_path
+
+__all__ = ["DEFAULT_MODELS", "Emulator", "EmulatorOptions", "Responder"]
 
 logger = logging.getLogger("livesync.emulator")
 
-DEFAULT_MODELS: Tuple[str, ...] = (
-    "gemini-live-2.5-flash-preview",
-    "gemini-live-2.5-flash",
-    "gemini-2.5-flash-native-audio-preview-12-2025",
-    "gemini-2.5-flash-native-audio-preview-09-2025",
-    "gemini-2.0-flash-live-001",
-    "gemini-2.0-flash-live-preview-04-09",
-    "gemini-3.1-flash-live-preview",
-)
-"""Model names the emulator serves (bare names; ``models/`` is optional in setup)."""
-
-Responder = Callable[[Turn], Optional[Iterable[Dict[str, Any]]]]
-"""``responder(turn)`` returns server messages for the turn, or None for the default model."""
-
 ConnRef = Union[None, int, ConnectionRecord]
 
-RetryAfter = Union[None, float, str]
-"""``Retry-After`` of a refused upgrade: seconds, a literal header value, or None (no header)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Refusal:
-    """How to answer a refused WebSocket upgrade."""
-
-    status: int
-    body: str
-    retry_after: RetryAfter = None
-
 _GEMINI_PATH = re.compile(
-    r"/ws/google\.ai\.generativelanguage\.(v1beta|v1alpha)\.GenerativeService\."
+    r"/ws/google\.ai\.generativelanguage\.(v1beta|v1alpha|v1)\.GenerativeService\."
     r"(BidiGenerateContent|BidiGenerateContentConstrained)"
 )
 _VERTEX_PATH = re.compile(
     r"/ws/google\.cloud\.aiplatform\.(v1beta1|v1)\.LlmBidiService/(BidiGenerateContent)"
-)
-_VERTEX_MODEL = re.compile(
-    r"(?:projects/[^/]+/locations/[^/]+/)?publishers/([^/]+)/models/([^/]+)"
 )
 _VALID_CLOSE = set(range(1000, 1004)) | set(range(1007, 1015)) | set(range(3000, 5000))
 
@@ -100,12 +62,6 @@ VERTEX_UNAUTHENTICATED = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, "
     "login cookie or other valid authentication credential."
 )
-TOKEN_INVALID = "The auth token is not valid."
-TOKEN_USED_UP = "The auth token has no uses left."
-TOKEN_NO_NEW_SESSIONS = (
-    "The auth token can no longer start new sessions (newSessionExpireTime has passed)."
-)
-MODEL_CHANGED = INVALID_ARGUMENT + " The model cannot change when resuming a session."
 
 
 @dataclasses.dataclass
@@ -125,7 +81,7 @@ class Emulator:
     """An offline Gemini Live API server (Gemini API and Vertex paths) for tests.
 
     It is a real WebSocket server (``websockets.sync.server``) speaking the Live
-    protocol of PROTOCOL.md as plain JSON, with a deterministic scripted model,
+    protocol of docs/protocol.md as plain JSON, with a deterministic scripted model,
     session resumption, connection lifetimes, fault injection and introspection.
     Use it as a context manager::
 
@@ -138,6 +94,11 @@ class Emulator:
     ``time_scale``; everything sent on the wire (``goAway.timeLeft``, token
     times) is in real time. All public methods are thread-safe and may be called
     from any thread; none blocks for long unless documented.
+
+    Options come as one frozen :class:`EmulatorOptions` (``Emulator(options)``),
+    as keyword arguments naming its fields (``Emulator(time_scale=0.01)``), or
+    both (the keywords override; an unknown keyword raises TypeError, an invalid
+    value ValueError). They are kept in :attr:`options`. The fields:
 
     Args:
         host: Interface to bind.
@@ -174,91 +135,47 @@ class Emulator:
         bearer_tokens: Initial Vertex bearer tokens (``api_key`` always works too).
         record_sent: Keep every sent message in ``ConnectionRecord.sent`` (turn
             off for long-running demos to bound memory).
+        interaction_status: None (``interactionStatus`` never sent), ``"idle"``
+            (every ``turnComplete`` carries ``IDLE``) or ``"background"`` (a turn
+            ends ``IN_PROGRESS``, background output follows, then ``IDLE``).
+        background_delay: Nominal pause before the background output.
+        model_versions: Model name -> Gemini API versions serving it (``v1``,
+            ``v1beta``, ``v1alpha``); models not listed follow the default rule
+            (``preview`` names: v1beta and v1alpha; others: all three).
+        constrained_versions: Versions serving ``BidiGenerateContentConstrained``.
+        refuse_resume_after_deadline: Refuse (1007 "Request contains an invalid
+            argument.") a resume of a session whose connection was closed by its
+            lifetime deadline.
+        resume_uses_token: A resume with an ephemeral token consumes a use; when
+            none is left it is closed 1011 "Token has been used too many times".
+        media_chunks_models: Models accepting ``realtimeInput.mediaChunks`` (None:
+            every 2.x model, i.e. names starting ``gemini-2.`` or ``gemini-live-2.``).
+        model_lifetimes: Model name -> nominal connection lifetime, overriding
+            ``connection_lifetime`` for that model.
+        strict_activity_control: Refuse ``activityStart``/``activityEnd`` while
+            automatic activity detection is on (1007).
+        validate_setup: Validate ``setup`` like a proto-JSON parser (unknown
+            fields, wrong types and enum values close 1007).
+        ssl_context: Serve WebSockets over TLS with this server context
+            (``base_url`` is then ``wss://``; REST stays plain HTTP). google-genai
+            always connects with ``wss://``.
     """
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        api_key: Optional[str] = None,
-        time_scale: float = 1.0,
-        connection_lifetime: float = 600.0,
-        go_away_notice: float = 60.0,
-        handle_ttl: float = 7200.0,
-        audio_session_limit: float = 900.0,
-        video_session_limit: float = 120.0,
-        text_frames: bool = False,
-        chunk_delay: float = 0.0,
-        input_lag: float = 0.0,
-        responder: Optional[Responder] = None,
-        models: Sequence[str] = DEFAULT_MODELS,
-        resume_refusal: Tuple[int, str] = (1008, "Requested entity was not found."),
-        reject_concurrent_resume: bool = True,
-        concurrent_resume_grace: float = 0.5,
-        ping_interval: Optional[float] = None,
-        ping_timeout: Optional[float] = 20.0,
-        close_timeout: float = 2.0,
-        open_timeout: float = 5.0,
-        max_size: Optional[int] = 16 * 1024 * 1024,
-        text_chunk_chars: int = 16,
-        audio_chunk_seconds: float = 0.1,
-        audio_seconds_per_char: float = 0.02,
-        vad_threshold: float = 500.0,
-        bearer_tokens: Iterable[str] = (),
-        record_sent: bool = True,
-    ) -> None:
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
-        if input_lag < 0:
-            raise ValueError("input_lag must not be negative")
-        self.host = host
-        self.api_key: str = api_key if api_key is not None else "emu-" + secrets.token_urlsafe(24)
+    def __init__(self, options: Optional[EmulatorOptions] = None, /, **overrides: Any) -> None:
+        opts = options if options is not None else EmulatorOptions()
+        if overrides:
+            opts = dataclasses.replace(opts, **overrides)  # TypeError for unknown names
+        self.options: EmulatorOptions = opts
+        """The options in force (frozen)."""
+        self.host = opts.host
+        self.api_key: str = (opts.api_key if opts.api_key is not None
+                             else "emu-" + secrets.token_urlsafe(24))
         """The API key (and Vertex bearer token) this emulator accepts."""
-        self.time_scale = float(time_scale)
-        self.connection_lifetime = float(connection_lifetime)
-        self.go_away_notice = float(go_away_notice)
-        self.handle_ttl = float(handle_ttl)
-        self.audio_session_limit = float(audio_session_limit)
-        self.video_session_limit = float(video_session_limit)
-        self.text_frames = bool(text_frames)
-        self.chunk_delay = float(chunk_delay)
-        self.input_lag = float(input_lag)
-        """Current input lag in real seconds (change it with :meth:`set_input_lag`)."""
-        self.responder = responder
-        self.models: List[str] = [m[len("models/"):] if m.startswith("models/") else m
-                                  for m in models]
-        self.resume_refusal = (int(resume_refusal[0]), str(resume_refusal[1]))
-        self.reject_concurrent_resume = bool(reject_concurrent_resume)
-        self.concurrent_resume_grace = float(concurrent_resume_grace)
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.close_timeout = float(close_timeout)
-        self.open_timeout = float(open_timeout)
-        self.max_size = max_size
-        self.text_chunk_chars = int(text_chunk_chars)
-        self.audio_chunk_seconds = float(audio_chunk_seconds)
-        self.audio_seconds_per_char = float(audio_seconds_per_char)
-        self.vad_threshold = float(vad_threshold)
-        self.record_sent = bool(record_sent)
-        self.bearer_tokens: Set[str] = set(bearer_tokens)
+        self.bearer_tokens: Set[str] = set(opts.bearer_tokens)
         """Mutable set of accepted Vertex bearer tokens (add/remove to simulate refresh)."""
-        self._requested_port = port
-        self._cond = threading.Condition(threading.RLock())
-        self._connections: List[ConnectionRecord] = []
-        self._live: Dict[int, Connection] = {}
-        self._sessions: Dict[str, SessionRecord] = {}
-        self._handles: Dict[str, HandleRecord] = {}
-        self._tokens: Dict[str, TokenRecord] = {}
-        self._upgrades: List[UpgradeRecord] = []
-        self._refusals: List[Refusal] = []
-        self._refuse_until: Optional[Tuple[float, Refusal]] = None
-        self._refuse_resume: Optional[Tuple[int, str]] = None
-        self._stall_setups = 0
-        self._drop_setups = 0
+        self._registry = Registry(opts, self.api_key)
         self._next_id = 0
         self._started = False
-        self._stopping = False
         self._server: Optional[Server] = None
         self._server_thread: Optional[threading.Thread] = None
         self._rest: Optional[_rest.RestServer] = None
@@ -266,6 +183,11 @@ class Emulator:
         self._handler_threads: List[threading.Thread] = []
         self._port = 0
         self._rest_port = 0
+
+    @property
+    def input_lag(self) -> float:
+        """Current input lag in real seconds (change it with :meth:`set_input_lag`)."""
+        return self._registry.input_lag
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -276,29 +198,30 @@ class Emulator:
         ``emulator-server`` and ``emulator-rest`` threads. Returns once both
         listen; any thread.
         """
-        with self._cond:
+        with self._registry.cond:
             if self._started:
                 return self
             self._started = True
         server = serve(
             self._ws_handler,
             self.host,
-            self._requested_port,
+            self.options.port,
             compression=None,
             process_request=self._process_request,
             create_connection=EmulatorServerConnection,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self.close_timeout,
-            open_timeout=self.open_timeout,
-            max_size=self.max_size,
+            ping_interval=self.options.ping_interval,
+            ping_timeout=self.options.ping_timeout,
+            close_timeout=self.options.close_timeout,
+            open_timeout=self.options.open_timeout,
+            max_size=self.options.max_size,
+            ssl=self.options.ssl_context,
         )
         inner = server.handler
 
         def tracked(sock: Any, addr: Any) -> None:
             thread = threading.current_thread()
             thread.name = "emulator-conn"
-            with self._cond:
+            with self._registry.cond:
                 self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
                 self._handler_threads.append(thread)
             inner(sock, addr)
@@ -310,7 +233,7 @@ class Emulator:
             target=server.serve_forever, name="emulator-server", daemon=True
         )
         self._server_thread.start()
-        rest = _rest.RestServer((self.host, 0), self)
+        rest = _rest.RestServer((self.host, 0), self._registry)
         self._rest = rest
         self._rest_port = int(rest.server_address[1])
         self._rest_thread = threading.Thread(
@@ -328,20 +251,20 @@ class Emulator:
         about ``close_timeout + 3`` seconds (clients that never answer the
         closing handshake are cut off). Any thread except an emulator thread.
         """
-        with self._cond:
-            if not self._started or self._stopping:
+        with self._registry.cond:
+            if not self._started or self._registry.stopping:
                 return
-            self._stopping = True
-            live = list(self._live.values())
+            self._registry.stopping = True
+            live = list(self._registry.live.values())
         for conn in live:
             if conn.record.stalled:
                 conn.sock.abort()
             else:
                 conn.post("close", 1001, "", "stop")
-        deadline = time.monotonic() + self.close_timeout + 2.0
+        deadline = time.monotonic() + self.options.close_timeout + 2.0
         self._join_handlers(deadline)
-        with self._cond:
-            leftovers = list(self._live.values())
+        with self._registry.cond:
+            leftovers = list(self._registry.live.values())
         for conn in leftovers:
             conn.sock.abort()
         self._join_handlers(time.monotonic() + 1.0)
@@ -349,18 +272,18 @@ class Emulator:
             self._server.shutdown()
         if self._server_thread is not None:
             self._server_thread.join(5.0)
-        self._join_handlers(time.monotonic() + self.open_timeout + 1.0)
+        self._join_handlers(time.monotonic() + self.options.open_timeout + 1.0)
         if self._rest is not None:
             self._rest.shutdown()
             self._rest.server_close()
         if self._rest_thread is not None:
             self._rest_thread.join(5.0)
-        with self._cond:
-            self._cond.notify_all()
+        with self._registry.cond:
+            self._registry.cond.notify_all()
         logger.info("emulator stopped")
 
     def _join_handlers(self, deadline: float) -> None:
-        with self._cond:
+        with self._registry.cond:
             threads = list(self._handler_threads)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -379,7 +302,7 @@ class Emulator:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self._started and not self._stopping else "stopped"
+        state = "running" if self._started and not self._registry.stopping else "stopped"
         return f"<Emulator {state} {self.base_url if self._started else ''}>"
 
     # ------------------------------------------------------------------ addresses
@@ -391,8 +314,9 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        """``ws://HOST:PORT``; clients append the ``/ws/...`` path."""
-        return f"ws://{self.host}:{self._port}"
+        """``ws://HOST:PORT`` (``wss://`` with ``ssl_context``); clients append ``/ws/...``."""
+        scheme = "wss" if self.options.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self._port}"
 
     @property
     def rest_url(self) -> str:
@@ -416,38 +340,49 @@ class Emulator:
         ver = version or ("v1alpha" if constrained else "v1beta")
         return f"{self.base_url}/ws/google.ai.generativelanguage.{ver}.GenerativeService.{method}"
 
+    def serves(self, model: str, version: str) -> bool:
+        """Tell whether Gemini API ``version`` serves ``model`` (a bare name); any thread.
+
+        See :meth:`EmulatorOptions.serves`.
+        """
+        return self.options.serves(model, version)
+
+    def accepts_media_chunks(self, model: str) -> bool:
+        """Tell whether ``model`` takes ``realtimeInput.mediaChunks``; any thread."""
+        return self.options.accepts_media_chunks(model)
+
     # ------------------------------------------------------------------ introspection
 
     @property
     def connections(self) -> List[ConnectionRecord]:
         """All accepted connections so far, oldest first (a new list; live records)."""
-        with self._cond:
-            return list(self._connections)
+        with self._registry.cond:
+            return list(self._registry.connections)
 
     @property
     def sessions(self) -> Dict[str, SessionRecord]:
         """Session id -> :class:`SessionRecord` (a new dict; live records)."""
-        with self._cond:
-            return dict(self._sessions)
+        with self._registry.cond:
+            return dict(self._registry.sessions)
 
     @property
     def upgrades(self) -> List[UpgradeRecord]:
         """Every WebSocket upgrade request, accepted or refused, oldest first."""
-        with self._cond:
-            return list(self._upgrades)
+        with self._registry.cond:
+            return list(self._registry.upgrades)
 
     @property
     def tokens(self) -> List[TokenRecord]:
         """Ephemeral tokens minted so far."""
-        with self._cond:
-            return list(self._tokens.values())
+        with self._registry.cond:
+            return list(self._registry.tokens.values())
 
     @property
     def handles(self) -> List[HandleRecord]:
         """Resumption handles that have not expired yet, oldest first (live records)."""
         now = time.monotonic()
-        with self._cond:
-            return [h for h in self._handles.values() if h.expires_at >= now]
+        with self._registry.cond:
+            return [h for h in self._registry.handles.values() if h.expires_at >= now]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = 5.0) -> Any:
         """Block until ``predicate()`` is truthy; return its value.
@@ -460,8 +395,8 @@ class Emulator:
         Raises:
             TimeoutError: The predicate stayed falsy for ``timeout`` seconds.
         """
-        with self._cond:
-            result = self._cond.wait_for(predicate, timeout)
+        with self._registry.cond:
+            result = self._registry.cond.wait_for(predicate, timeout)
         if not result:
             raise TimeoutError(f"condition not met within {timeout} s")
         return result
@@ -469,7 +404,7 @@ class Emulator:
     def wait_for_connections(self, n: int, timeout: Optional[float] = 5.0
                              ) -> List[ConnectionRecord]:
         """Block until at least ``n`` connections were accepted; return them all."""
-        self.wait_for(lambda: len(self._connections) >= n, timeout)
+        self.wait_for(lambda: len(self._registry.connections) >= n, timeout)
         return self.connections
 
     def wait_closed(self, conn: Union[int, ConnectionRecord],
@@ -477,7 +412,8 @@ class Emulator:
         """Block until connection ``conn`` has ended; return its record."""
         cid = conn.id if isinstance(conn, ConnectionRecord) else int(conn)
         record = self.wait_for(
-            lambda: next((c for c in self._connections if c.id == cid and not c.open), None),
+            lambda: next((c for c in self._registry.connections
+                          if c.id == cid and not c.open), None),
             timeout,
         )
         return cast(ConnectionRecord, record)
@@ -485,14 +421,14 @@ class Emulator:
     # ------------------------------------------------------------------ faults
 
     def _pick(self, conn: ConnRef) -> Connection:
-        with self._cond:
+        with self._registry.cond:
             if conn is None:
-                live = [c for c in self._live.values() if c.record.open]
+                live = [c for c in self._registry.live.values() if c.record.open]
                 if not live:
                     raise LookupError("no open connection")
                 return max(live, key=lambda c: c.record.id)
             cid = conn.id if isinstance(conn, ConnectionRecord) else int(conn)
-            found = self._live.get(cid)
+            found = self._registry.live.get(cid)
             if found is None:
                 raise LookupError(f"connection {cid} is not open")
             return found
@@ -503,17 +439,7 @@ class Emulator:
         ``conn`` is a connection id or record; default the newest open one.
         Non-blocking; any thread.
         """
-        self._drop(self._pick(conn))
-
-    def _drop(self, target: Connection) -> None:
-        """Record a drop and abort the TCP connection (any thread, no lock held)."""
-        with self._cond:
-            if target.record.closed_by is None:
-                target.record.closed_by = "drop"
-            target.record.open = False
-            self._cond.notify_all()
-        target.closing = True
-        target.sock.abort()
+        self._registry.drop(self._pick(conn))
 
     def drop_after_setup(self, n: int = 1) -> None:
         """Drop each of the next ``n`` connections right after its setup succeeded.
@@ -523,15 +449,8 @@ class Emulator:
         frame, as by :meth:`drop`. Connections whose setup fails or stalls do not
         count. Calls add up. Non-blocking; any thread.
         """
-        with self._cond:
-            self._drop_setups += max(0, int(n))
-
-    def _take_drop_after_setup(self) -> bool:
-        with self._cond:
-            if self._drop_setups:
-                self._drop_setups -= 1
-                return True
-            return False
+        with self._registry.cond:
+            self._registry.faults.drop_setups += max(0, int(n))
 
     def set_input_lag(self, seconds: float) -> None:
         """Set ``input_lag``: real seconds each client message waits before it is processed.
@@ -543,9 +462,9 @@ class Emulator:
         """
         if seconds < 0:
             raise ValueError("input_lag must not be negative")
-        with self._cond:
-            self.input_lag = float(seconds)
-            self._cond.notify_all()
+        with self._registry.cond:
+            self._registry.input_lag = float(seconds)
+            self._registry.cond.notify_all()
 
     def close(self, code: int, reason: str = "", conn: ConnRef = None) -> None:
         """Close a connection with ``code`` and ``reason`` (cut to 123 bytes).
@@ -567,7 +486,8 @@ class Emulator:
             enforce: Also close the connection (1011 "Deadline expired before
                 operation could complete.") when ``time_left`` runs out.
         """
-        left = self.go_away_notice * self.time_scale if time_left is None else float(time_left)
+        opts = self.options
+        left = opts.go_away_notice * opts.time_scale if time_left is None else float(time_left)
         with _closing_is_lookup():
             self._pick(conn).go_away(left, enforce)
 
@@ -580,9 +500,9 @@ class Emulator:
         """
         target = self._pick(conn)
         target.sock.stall()
-        with self._cond:
+        with self._registry.cond:
             target.record.stalled = True
-            self._cond.notify_all()
+            self._registry.cond.notify_all()
         target.post("wake")
 
     def stall_next_setup(self) -> None:
@@ -591,15 +511,8 @@ class Emulator:
         The upgrade succeeds and ``setup`` is recorded, but no ``setupComplete``
         is sent and the connection then behaves as after :meth:`stall`.
         """
-        with self._cond:
-            self._stall_setups += 1
-
-    def _take_stall_setup(self) -> bool:
-        with self._cond:
-            if self._stall_setups:
-                self._stall_setups -= 1
-                return True
-            return False
+        with self._registry.cond:
+            self._registry.faults.stall_setups += 1
 
     def refuse_next_upgrade(self, status: int = 503, body: str = "Service Unavailable",
                             retry_after: RetryAfter = None) -> None:
@@ -618,8 +531,8 @@ class Emulator:
         or a string sent as it is (an HTTP date, or anything malformed).
         """
         refusal = _refusal(status, body, retry_after)
-        with self._cond:
-            self._refusals.extend([refusal] * int(n))
+        with self._registry.cond:
+            self._registry.faults.refusals.extend([refusal] * int(n))
 
     def refuse_upgrades_for(self, seconds: float, status: int = 503,
                             body: str = "Service Unavailable",
@@ -631,34 +544,61 @@ class Emulator:
         ``retry_after`` is as for :meth:`refuse_upgrades`. Non-blocking; any thread.
         """
         refusal = _refusal(status, body, retry_after)
-        with self._cond:
+        with self._registry.cond:
             if seconds > 0:
-                self._refuse_until = (time.monotonic() + float(seconds), refusal)
+                self._registry.faults.refuse_until = (time.monotonic() + float(seconds), refusal)
             else:
-                self._refuse_until = None
-
-    def _take_refusal(self) -> Optional[Refusal]:
-        """Return how to refuse the upgrade being processed, or None (caller holds _cond)."""
-        if self._stopping:
-            return Refusal(503, "Server is shutting down.\n")
-        if self._refusals:
-            return self._refusals.pop(0)
-        window = self._refuse_until
-        if window is not None and time.monotonic() < window[0]:
-            return window[1]
-        self._refuse_until = None
-        return None
+                self._registry.faults.refuse_until = None
 
     def refuse_next_resume(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
         """Refuse the next resumption attempt with ``(code, reason)`` (one-shot).
 
         Defaults come from ``resume_refusal``.
         """
-        with self._cond:
-            self._refuse_resume = (
-                self.resume_refusal[0] if code is None else int(code),
-                self.resume_refusal[1] if reason is None else str(reason),
+        with self._registry.cond:
+            self._registry.faults.refuse_resume = (
+                self.options.resume_refusal[0] if code is None else int(code),
+                self.options.resume_refusal[1] if reason is None else str(reason),
             )
+
+    def poison_session(self, session_id: Optional[str] = None, code: int = 1007,
+                       reason: str = INVALID_ARGUMENT, after: float = 2.0) -> None:
+        """Make every later resume of a session die ``after`` nominal seconds after setupComplete.
+
+        Models the real service's poisoned resumption (a resumed context that
+        re-triggers the same failure). Each connection that resumes the session
+        (any handle) gets its ``setupComplete`` (and handle), then is closed with
+        ``code`` and ``reason`` ``after × time_scale`` seconds later. Connections
+        already open and fresh sessions are not affected. ``session_id`` defaults
+        to the session of the newest open connection (``LookupError`` if none).
+        Non-blocking; any thread.
+        """
+        if code not in _VALID_CLOSE:
+            raise ValueError(f"invalid close code {code}")
+        with self._registry.cond:
+            session = self._registry.session(session_id)
+            session.poison = (int(code), str(reason), float(after))
+            self._registry.cond.notify_all()
+
+    def cure_session(self, session_id: Optional[str] = None) -> None:
+        """Undo :meth:`poison_session` (same ``session_id`` default). Any thread."""
+        with self._registry.cond:
+            self._registry.session(session_id).poison = None
+            self._registry.cond.notify_all()
+
+    def close_after_next_tool_response(self, code: int = 1008,
+                                       reason: str = "Requested entity was not found.") -> None:
+        """Close the connection that processes the next ``toolResponse`` (one-shot).
+
+        The response is recorded and applied, then the connection is closed with
+        ``code`` and ``reason`` (the real service's 1008 "Requested entity was
+        not found." or 1011 "Internal error occurred." after a tool response on
+        native-audio models). Calls add up. Non-blocking; any thread.
+        """
+        if code not in _VALID_CLOSE:
+            raise ValueError(f"invalid close code {code}")
+        with self._registry.cond:
+            self._registry.faults.tool_response_closes.append((int(code), str(reason)))
 
     def send_malformed(self, data: Union[bytes, str] = b"{not json", conn: ConnRef = None
                        ) -> None:
@@ -705,17 +645,17 @@ class Emulator:
         path = request.path
         if "websocket" not in headers.get("upgrade", "").lower():
             method = str(getattr(request, "method", "GET"))
-            status, body = _rest.handle(self, method, path, headers, b"")
+            status, body = _rest.handle(self._registry, method, path, headers, b"")
             return self._respond(connection, status, body, _rest.JSON)
         record = UpgradeRecord(
             path=redact_path(path),
             headers=redact_headers(request.headers.raw_items()),
             status=101,
         )
-        with self._cond:
-            self._upgrades.append(record)
-            refusal = self._take_refusal()
-            self._cond.notify_all()
+        with self._registry.cond:
+            self._registry.upgrades.append(record)
+            refusal = self._registry.take_refusal()
+            self._registry.cond.notify_all()
         if refusal is not None:
             return self._refuse(connection, record, refusal.status, refusal.body, "text/plain",
                                 refusal.retry_after)
@@ -724,6 +664,9 @@ class Emulator:
         route = parts.path
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         gemini = _GEMINI_PATH.fullmatch(route)
+        if gemini and (gemini.group(2) == "BidiGenerateContentConstrained"
+                       and gemini.group(1) not in self.options.constrained_versions):
+            gemini = None  # no Constrained method on this version
         vertex = _VERTEX_PATH.fullmatch(route)
         match = gemini or vertex
         if match is None:
@@ -748,9 +691,9 @@ class Emulator:
 
     def _refuse(self, connection: ServerConnection, record: UpgradeRecord, status: int,
                 body: str, content_type: str, retry_after: RetryAfter = None) -> Response:
-        with self._cond:
+        with self._registry.cond:
             record.status = status
-            self._cond.notify_all()
+            self._registry.cond.notify_all()
         return self._respond(connection, status, body, content_type, retry_after)
 
     def _vertex_auth(self, headers: Dict[str, str]) -> Optional[str]:
@@ -770,7 +713,7 @@ class Emulator:
         if info is None:  # pragma: no cover - process_request always sets it
             ws.close(1011, INTERNAL)
             return
-        with self._cond:
+        with self._registry.cond:
             self._next_id += 1
             cid = self._next_id
             record = ConnectionRecord(
@@ -784,200 +727,12 @@ class Emulator:
                 opened_at=time.time(),
             )
             info.record.connection = cid
-            conn = Connection(self, conn_ws, record, info)
-            self._connections.append(record)
-            self._live[cid] = conn
-            self._cond.notify_all()
+            conn = Connection(self._registry, conn_ws, record, info)
+            self._registry.connections.append(record)
+            self._registry.live[cid] = conn
+            self._registry.cond.notify_all()
         threading.current_thread().name = f"emulator-conn-{cid}"
         conn.run()
-
-    def _check_auth(self, conn: Connection) -> Optional[Tuple[int, str]]:
-        """Authenticate a Gemini API connection after the upgrade (handler thread)."""
-        if self._stopping:
-            return (1001, "")
-        info = conn.upgrade
-        if info.backend == "vertex":
-            return None
-        headers, query = info.headers, info.query
-        authorization = headers.get("authorization", "")
-        token_header = authorization[6:].strip() if authorization[:6].lower() == "token " else ""
-        token_query = query.get("access_token", "")
-        key_header = headers.get("x-goog-api-key", "")
-        key_query = query.get("key", "")
-        auth = ""
-        if key_header and _same(key_header, self.api_key):
-            auth = "api_key_header"
-        elif key_query and _same(key_query, self.api_key):
-            auth = "api_key_query"
-        failure: Optional[Tuple[int, str]] = None
-        if info.method == "BidiGenerateContentConstrained":
-            candidates = (
-                (token_header, "token_header"),
-                (token_query, "token_query"),
-                (key_header, "token_header"),
-                (key_query, "token_query"),
-            )
-            with self._cond:
-                for value, kind in candidates:
-                    if value and value in self._tokens:
-                        conn.token = self._tokens[value]
-                        auth = kind
-                        break
-            if not auth:
-                credentials = token_header or token_query or key_header or key_query
-                failure = (1007, TOKEN_INVALID) if credentials else (1008, UNREGISTERED)
-        elif not auth:
-            failure = (1008, UNREGISTERED) if token_header or token_query else (
-                1007, API_KEY_INVALID)
-        with self._cond:
-            conn.record.auth = auth or "none"
-            self._cond.notify_all()
-        return failure
-
-    def _add_token(self, token: TokenRecord) -> None:
-        with self._cond:
-            self._tokens[token.name] = token
-            self._cond.notify_all()
-
-    def _use_token(self, token: TokenRecord, *, resume: bool) -> Optional[str]:
-        """Check (and for a new session consume) an ephemeral token; return an error."""
-        now = time.monotonic()
-        with self._cond:
-            if now > token.expire_at:
-                return "The auth token has expired."
-            if resume:
-                return None
-            if now > token.new_session_expire_at:
-                return TOKEN_NO_NEW_SESSIONS
-            if token.uses and token.used >= token.uses:
-                return TOKEN_USED_UP
-            token.used += 1
-            self._cond.notify_all()
-        return None
-
-    def _resolve_model(self, record: ConnectionRecord, model: Any
-                       ) -> Union[str, Tuple[int, str]]:
-        if not isinstance(model, str) or not model:
-            return (1007, INVALID_ARGUMENT + " setup.model is required.")
-        if record.backend == "vertex":
-            match = _VERTEX_MODEL.fullmatch(model)
-            if match is None:
-                return (1007, INVALID_ARGUMENT
-                        + " model must be projects/*/locations/*/publishers/*/models/*.")
-            if match.group(2) in self.models:
-                return match.group(2)
-            return (1008, f"Publisher Model `{model}` not found.")
-        name = model[len("models/"):] if model.startswith("models/") else model
-        if name in self.models:
-            return name
-        return (1008, f"models/{name} is not found for API version {record.api_version}, "
-                "or is not supported for bidiGenerateContent")
-
-    def _attach(self, conn: Connection, session: SessionRecord) -> None:
-        # Caller holds self._cond.
-        session.connections.append(conn.record.id)
-        conn.record.session_id = session.id
-        conn.record.generation = len(session.connections)
-        for message in conn.record.messages:
-            message.generation = conn.record.generation
-
-    def _new_session(self, conn: Connection, model: str) -> SessionRecord:
-        with self._cond:
-            session = SessionRecord(
-                id=str(uuid.uuid4()),
-                backend=conn.record.backend,
-                model=model,
-                started_at=time.monotonic(),
-            )
-            self._sessions[session.id] = session
-            self._attach(conn, session)
-            self._cond.notify_all()
-        return session
-
-    def _resume_session(self, conn: Connection, handle: str, model: str
-                        ) -> Union[SessionRecord, Tuple[int, str]]:
-        with self._cond:
-            if self._refuse_resume is not None:
-                refusal, self._refuse_resume = self._refuse_resume, None
-                return refusal
-            snapshot = self._handles.get(handle)
-            if snapshot is None or time.monotonic() > snapshot.expires_at:
-                return self.resume_refusal
-            session = self._sessions[snapshot.session_id]
-            if session.ended is not None:
-                return self.resume_refusal
-            if session.model != model:
-                return (1007, MODEL_CHANGED)
-
-            def others() -> List[Connection]:
-                return [
-                    c for c in self._live.values()
-                    if c.record.session_id == session.id and c.record.open
-                    and c is not conn
-                ]
-
-            for other in others():
-                if other.record.stalled:
-                    other.sock.abort()
-            if self.reject_concurrent_resume:
-                def idle() -> bool:
-                    return all(c.record.stalled for c in others())
-
-                self._cond.wait_for(idle, self.concurrent_resume_grace)
-                if not idle():
-                    return (1011, INTERNAL)
-            session.history = copy.deepcopy(snapshot.history)
-            session.messages = list(snapshot.messages)
-            conn.record.resumed_from = handle
-            self._attach(conn, session)
-            self._cond.notify_all()
-        return session
-
-    def _snapshot(self, conn: Connection, session: SessionRecord) -> HandleRecord:
-        now = time.monotonic()
-        with self._cond:
-            snapshot = HandleRecord(
-                handle=new_handle(),
-                session_id=session.id,
-                connection=conn.record.id,
-                last_consumed_index=conn.index,
-                issued_at=now,
-                expires_at=now + self.handle_ttl * self.time_scale,
-                history=copy.deepcopy(session.history),
-                messages=list(session.messages),
-            )
-            expired = [h for h, r in self._handles.items() if r.expires_at < now]
-            for handle in expired:
-                del self._handles[handle]
-            self._handles[snapshot.handle] = snapshot
-            session.handles += 1
-            self._cond.notify_all()
-        return snapshot
-
-    def _record_close(self, conn: Connection, *, ended: bool = False) -> None:
-        """Copy the close frames seen by websockets into the record (any thread)."""
-        protocol = conn.ws.protocol
-        sent = getattr(protocol, "close_sent", None)
-        received = getattr(protocol, "close_rcvd", None)
-        with self._cond:
-            record = conn.record
-            if (sent is not None and record.close_code is None
-                    and record.closed_by != "drop" and not record.stalled):
-                record.close_code = int(sent.code)
-                record.close_reason = str(sent.reason)
-            if received is not None:
-                record.client_close_code = int(received.code)
-            if record.closed_by is None and (received is not None or ended):
-                record.closed_by = "client"
-            if ended:
-                record.open = False
-                record.closed_at = time.time()
-                self._live.pop(record.id, None)
-            self._cond.notify_all()
-
-    def _connection_ended(self, conn: Connection) -> None:
-        self._record_close(conn, ended=True)
-
 
 def _refusal(status: int, body: str, retry_after: RetryAfter) -> Refusal:
     """Validate a refusal's status and ``Retry-After`` (ValueError if invalid)."""
@@ -1003,6 +758,11 @@ def _closing_is_lookup() -> Iterator[None]:
         yield
     except Closed:
         raise LookupError("connection is closing") from None
+
+
+def _bare(model: str) -> str:
+    """A model name without ``models/``."""
+    return model[len("models/"):] if model.startswith("models/") else model
 
 
 def _same(a: str, b: str) -> bool:

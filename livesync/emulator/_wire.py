@@ -1,6 +1,6 @@
 """Wire helpers of the emulator: JSON framing, Durations, close reasons, PCM.
 
-Everything here follows PROTOCOL.md §0 (proto3 JSON mapping) and is pure:
+Everything here follows the proto3 JSON mapping (docs/protocol.md) and is pure:
 no sockets, no threads.
 """
 
@@ -42,7 +42,7 @@ def get(obj: Any, name: str, default: Any = None) -> Any:
     """Read field ``name`` (camelCase) from a decoded JSON object.
 
     The server accepts both the lowerCamelCase JSON name and the original
-    snake_case proto name (PROTOCOL.md §0), so both are looked up.
+    snake_case proto name (proto3 JSON mapping), so both are looked up.
     """
     if not isinstance(obj, Mapping):
         return default

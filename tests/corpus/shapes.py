@@ -16,7 +16,7 @@ a JSON text: the real service pretty-prints with two-space indents), the
   here are invented);
 - ``documented``: Google's SDKs, proto or docs describe it; not in the recordings;
 - ``observed``: reported by third parties against the real service;
-- ``2026``: added by the service or google-genai 3.x (PROTOCOL-2026.md);
+- ``2026``: added by the service or google-genai 3.x (docs/protocol.md);
 - ``defensive``: not seen, but a decoder must survive it (proto3 JSON allows it).
 
 Each :class:`ClientShape` is one client message as a JSON-ready dict.

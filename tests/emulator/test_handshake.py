@@ -68,10 +68,10 @@ def test_native_audio_model_rejects_text(emu: Emulator, connect: Connect) -> Non
     assert client.closed() == (1007, "Cannot extract voices from a non-audio request.")
 
 
-def test_media_chunks_are_rejected(emu: Emulator, connect: Connect) -> None:
-    """realtimeInput.mediaChunks closes 1007 with the deprecation reason."""
+def test_media_chunks_are_rejected_by_3x_models(emu: Emulator, connect: Connect) -> None:
+    """realtimeInput.mediaChunks on a 3.x model closes 1007 with the deprecation reason."""
     client = connect(emu)
-    client.setup()
+    client.setup(model="models/gemini-3.1-flash-live-preview")
     client.send({"realtimeInput": {"mediaChunks": [{"mimeType": "audio/pcm", "data": ""}]}})
     assert client.closed() == (
         1007, "realtime_input.media_chunks is deprecated. Use audio, video, or text instead.")

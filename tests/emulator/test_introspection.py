@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from typing import Callable
 import pytest
 import websocket
 
-from livesync.emulator import ClientMessageRecord, Emulator
+from livesync.emulator import ClientMessageRecord, Emulator, EmulatorOptions
 from tests.emulator.helpers import TEXT_CONFIG, WsClient, abort, pcm
 
 Connect = Callable[..., WsClient]
@@ -118,3 +119,18 @@ def test_command_line_serves_until_interrupted(tmp_path: object) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_options_value_and_keywords() -> None:
+    """Emulator(options, **overrides) keeps one frozen EmulatorOptions; bad names/values raise."""
+    base = EmulatorOptions(time_scale=0.5, models=["models/gemini-live-2.5-flash"])
+    emu = Emulator(base, chunk_delay=0.01)
+    assert emu.options.time_scale == 0.5 and emu.options.chunk_delay == 0.01
+    assert emu.options.models == ("gemini-live-2.5-flash",)
+    assert Emulator(time_scale=2.0).options == EmulatorOptions(time_scale=2.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        emu.options.time_scale = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Emulator(no_such_option=1)
+    with pytest.raises(ValueError):
+        Emulator(time_scale=0)

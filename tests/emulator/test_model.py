@@ -155,13 +155,41 @@ def test_empty_manual_activity_gets_a_reply(emu: Emulator, connect: Connect) -> 
     assert "".join(texts(client.turn())) == "Yeah, I can hear you. What's up?"
 
 
-def test_activity_markers_with_vad_on_close_1007(emu: Emulator, connect: Connect) -> None:
-    """activityStart while automatic VAD is on closes 1007."""
+def test_activity_markers_with_vad_on_are_accepted(emu: Emulator, connect: Connect) -> None:
+    """activityStart/activityEnd with automatic VAD on delimit a turn by default."""
+    client = connect(emu)
+    client.setup(generationConfig=TEXT_CONFIG)
+    client.send({"realtimeInput": {"activityStart": {}}})
+    client.audio(pcm(500, loud=False))
+    client.send({"realtimeInput": {"activityEnd": {}}})
+    assert "".join(texts(client.turn())) == "I heard 0.50 seconds of audio."
+
+
+def test_strict_activity_control_closes_1007(make_emulator: Callable[..., Emulator],
+                                             connect: Connect) -> None:
+    """strict_activity_control=True: activityStart while automatic VAD is on closes 1007."""
+    emu = make_emulator(strict_activity_control=True)
     client = connect(emu)
     client.setup()
     client.send({"realtimeInput": {"activityStart": {}}})
-    code, reason = client.closed()
-    assert code == 1007 and "automatic activity detection is enabled" in reason
+    assert client.closed() == (1007, "Explicit activity control is not supported when "
+                               "automatic activity detection is enabled.")
+
+
+def test_initial_history_does_not_trigger_a_reply(emu: Emulator, connect: Connect) -> None:
+    """historyConfig.initialHistoryInClientContent: history before realtime input gets no reply."""
+    client = connect(emu)
+    client.setup(generationConfig=TEXT_CONFIG,
+                 historyConfig={"initialHistoryInClientContent": True})
+    client.send({"clientContent": {"turns": [
+        {"role": "user", "parts": [{"text": "My name is Ada."}]},
+        {"role": "model", "parts": [{"text": "Hello Ada."}]}], "turnComplete": True}})
+    client.send({"realtimeInput": {"text": "What did I say?"}})
+    messages = client.turn()
+    assert "".join(texts(messages)) == "Earlier you said: My name is Ada."
+    assert sum(1 for m in messages if m.get("serverContent", {}).get("turnComplete")) == 1
+    client.text("hello")  # after realtime input, clientContent triggers replies again
+    assert "".join(texts(client.turn())) == "You said: hello"
 
 
 def test_barge_in_interrupts_then_completes(make_emulator: Callable[..., Emulator],
@@ -252,13 +280,16 @@ def test_tool_call_cancelled_by_interruption(emu: Emulator, connect: Connect) ->
     assert content_flags(messages) == ["toolCallCancellation", "interrupted", "turnComplete"]
 
 
-def test_tool_response_with_unknown_id_closes_1008(emu: Emulator, connect: Connect) -> None:
-    """A toolResponse for an id that was never issued closes 1008."""
+def test_tool_response_with_unknown_id_is_ignored(emu: Emulator, connect: Connect) -> None:
+    """A toolResponse for an id never issued is recorded and ignored (the real server goes on)."""
     client = connect(emu)
     client.setup(generationConfig=TEXT_CONFIG)
     client.send({"toolResponse": {"functionResponses": [
         {"id": "function-call-1", "name": "getStatus", "response": {"mood": "happy"}}]}})
-    assert client.closed() == (1008, "Requested entity was not found.")
+    client.text("hello")
+    assert "".join(texts(client.turn())) == "You said: hello"
+    assert [m.kind for m in emu.connections[0].messages][1] == "toolResponse"
+    assert emu.connections[0].open
 
 
 def test_responder_replaces_the_model(make_emulator: Callable[..., Emulator],

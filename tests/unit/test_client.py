@@ -1,4 +1,4 @@
-"""Endpoints, headers and model names per backend (PROTOCOL.md §1); no I/O."""
+"""Endpoints, headers and model names per backend (docs/protocol.md §2); no I/O."""
 
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def test_in_progress_keeps_the_model_busy_until_idle() -> None:
     p = opened()
     asked = turn(p)
     assert output(p).owner == asked.seq
-    p.receive(content(turnComplete=True, interactionStatus="IN_PROGRESS"), 1.0)
+    in_progress = p.receive(content(turnComplete=True, interactionStatus="IN_PROGRESS"), 1.0)
+    assert in_progress.owner == asked.seq
     assert not p.idle
     handle(p)
     p.receive(msg({"goAway": {"timeLeft": "30s"}}), 2.0)
