@@ -154,12 +154,14 @@ def test_a_fast_tool_response_is_covered_and_never_replayed(emulator: Any) -> No
 
 def test_media_dropped_in_an_outage_is_counted_exactly(make_emulator: Any) -> None:
     """Item 4: audio evicted while disconnected is reported once, in Reconnected.dropped
-    and stats().dropped; what was not dropped reaches the server exactly once."""
+    and stats().dropped; what was not dropped reaches the server exactly once, give or
+    take what livesync reports as unconfirmed (audio sent just before a handle arrived:
+    the emulator hands one out right after setupComplete, before it reads the replays)."""
     emu = make_emulator()
     rec = Recorder()
     chunk = 3200  # 100 ms of 16 kHz PCM; base64 + JSON ≈ 4.4 kB per message
     with connect(emu, on_reconnect=rec.on_reconnect, max_buffered_media=20_000) as session:
-        total = dropped = 0
+        total = dropped = unsure = 0
         assert wait_for(lambda: session.resumption_handle is not None)  # else no resume
         for outage in range(1, 4):
             assert wait_for(lambda: session.state == "open")
@@ -173,8 +175,10 @@ def test_media_dropped_in_an_outage_is_counted_exactly(make_emulator: Any) -> No
             event = rec.wait("on_reconnect", outage)[-1]
             assert event.dropped > 0
             dropped += event.dropped
+            unsure += event.unconfirmed
         assert session.stats().dropped == dropped
-        assert wait_for(lambda: len(audio_messages(emu)) == total - dropped)
+        assert wait_for(lambda: len(audio_messages(emu)) >= total - dropped)
+        assert len(audio_messages(emu)) <= total - dropped + unsure
 
 
 def audio_messages(emu: Any) -> List[Any]:
