@@ -48,8 +48,9 @@ are paced too, so that they never cancel a turn whose generation has not started
 After ``HOLD_TIMEOUT`` seconds without evidence the pacing gives up and sends.
 
 **What evidence cannot cover.** Audio and video outside an activity,
-``audioStreamEnd``, ``clientContent`` without ``turnComplete``, and tool responses
-that leave calls open cause no output of their own.
+``audioStreamEnd``, ``clientContent`` without ``turnComplete``, tool responses
+that leave calls open and answers to calls the server cancelled cause no output
+of their own.
 They are proven by later evidence when there is some. Otherwise a handle
 covers them by time: if they were sent at least ``replay_margin`` plus twice the
 measured round-trip time before it arrived (and after no unproven turn). Sent
@@ -235,6 +236,7 @@ class SessionProtocol:
         # cover are lost with the old connection.
         for entry in self._take(self._answers_cancelled, sent=True):
             self._count_dropped(1, list(entry.tool_ids))
+            self.counters.unconfirmed += entry.unconfirmed  # a handle may have covered it
         self._queue.extendleft(reversed(self._sent))
         self._sent.clear()
         if resume:
@@ -505,7 +507,10 @@ class SessionProtocol:
         self.handle_issued_at = now
         settled = self.tools.on_handle() if self._tool_evidence else set()
         if settled:  # answers to calls settled before the handle are never replayed
-            for entry in self._take(lambda e: bool(e.tool_ids) and set(e.tool_ids) <= settled):
+            # (a sent answer to a cancelled call may still be on its way: the rules for
+            # input without evidence decide it, and begin_connection drops it if uncovered)
+            for entry in self._take(lambda e: bool(e.tool_ids) and set(e.tool_ids) <= settled
+                                    and not (e.sent_at and self._answers_cancelled(e))):
                 if entry.sent_at is None:
                     self._count_dropped(1, list(entry.tool_ids))
         acked = update.last_consumed_client_message_index
@@ -566,6 +571,13 @@ class SessionProtocol:
             and not self.tools.open_ids and not self._held
             and not self._queue and self._messages == self._contexts
         )
+
+    def handover_safe(self) -> bool:
+        """:meth:`safe_to_rotate`, and the latest handle covers everything sent,
+        media and context updates included: another process resuming with that
+        handle (a hand-over) loses nothing, since this replay buffer goes away."""
+        return (self.safe_to_rotate() and not self._sent and not self._evicted
+                and not self._evicted_older)
 
     def rotation_due(self, now: float, lead: float) -> bool:
         """After ``goAway``: rotate now (safe point reached, or deadline − lead passed)."""
@@ -667,6 +679,9 @@ class SessionProtocol:
             self._count_dropped(1, list(entry.tool_ids))
         if self._tool_wait is not None and set(self._tool_wait.tool_ids) & cancelled:
             self._tool_wait = None
+        for entry in self._sent:  # no continuation will prove a cancelled call's answer
+            if set(entry.tool_ids) & cancelled:
+                entry.expects = ""
         for call_id in cancelled & set(self._held):
             self._count_dropped(1, [call_id])
             self._release_held([call_id])

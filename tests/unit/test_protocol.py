@@ -477,3 +477,31 @@ def test_a_call_asked_again_under_the_same_id_is_answered_once() -> None:
     assert p.tool_response([{"id": "a", "name": "f", "response": {}}], 0.2) is not None
     with pytest.raises(InvalidConfig, match="answered already"):
         p.tool_response([{"id": "a", "name": "f", "response": {}}], 0.3)
+
+
+def test_an_answer_to_a_cancelled_call_sent_just_before_a_handle_is_accounted() -> None:
+    """Found by the chaos soak: the server cancels a call (barge-in), becomes idle and
+    issues a handle while the answer is still on its way. The handle does not prove the
+    answer read: if the connection ends, it is counted dropped (and unconfirmed), never
+    forgotten silently; it is never replayed."""
+    p = opened(replay_margin=1.0)
+    turn(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.1)
+    assert p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.2) is not None
+    p.receive(msg({"toolCallCancellation": {"ids": ["c1"]}}), 0.21)
+    handle(p, now=0.22)
+    assert all(e.kind != "tool_response" for e in resume(p))
+    assert p.counters.dropped == 1 and p.counters.dropped_tool_ids == ["c1"]
+    assert p.counters.unconfirmed == 1  # the server may have read it before the handle
+
+
+def test_an_answer_to_a_cancelled_call_long_before_a_handle_is_covered() -> None:
+    """Sent well before the handle, the answer was read (in order) and ignored."""
+    p = opened(replay_margin=1.0)
+    turn(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.1)
+    p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.2)
+    p.receive(msg({"toolCallCancellation": {"ids": ["c1"]}}), 0.3)
+    handle(p, now=10.0)
+    assert resume(p) == []
+    assert p.counters.dropped == 0 and p.counters.unconfirmed == 0
