@@ -8,7 +8,8 @@ Runs the embedded emulator (``livesync.emulator``, no API key, no network), then
    (unplanned resume), with messages sent during the outage replayed;
 4. prints the session's counters and closes.
 
-Run: ``python examples/demo.py``
+Run: ``python examples/demo.py``. ``python -m livesync demo`` shows the same
+across several rotations as a live timeline.
 """
 
 from __future__ import annotations

@@ -7,8 +7,13 @@ All are immutable and safe to pass between threads.
 
 from __future__ import annotations
 
+import base64
+import html
+import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Optional, Tuple, Union
+
+from . import audio as _audio
 
 if TYPE_CHECKING:
     from .types import FunctionCall, LiveServerMessage, UsageMetadata
@@ -128,6 +133,61 @@ class Turn:
     interrupted: bool
     messages: Tuple[LiveServerMessage, ...] = field(repr=False, default=())
     complete_reason: Optional[str] = None
+
+    def wav_bytes(self) -> bytes:
+        """Return :attr:`audio` as the bytes of a WAV file (24 kHz, 16-bit, mono).
+
+        A turn without audio gives a valid WAV file with no frames. Pure; any
+        thread; never blocks.
+        """
+        return _audio.pcm_to_wav(self.audio, _audio.OUTPUT_RATE)
+
+    def save_wav(self, path: Union[str, os.PathLike[str], IO[bytes]]) -> None:
+        """Write :attr:`audio` to ``path`` (a path or a binary file) as a 24 kHz mono WAV.
+
+        Any thread; blocks while the file is written; overwrites an existing file.
+
+        Raises:
+            OSError: the file cannot be written.
+        """
+        _audio.write_wav(path, self.audio, _audio.OUTPUT_RATE)
+
+    def __repr__(self) -> str:
+        # The generated repr would print every byte of the audio: show its length.
+        seconds = len(self.audio) / (_audio.SAMPLE_WIDTH * _audio.OUTPUT_RATE)
+        return (
+            "Turn(text=%r, audio=<%d bytes, %.2f s>, transcript=%r, input_transcript=%r, "
+            "tool_calls=%r, usage=%r, interrupted=%r, complete_reason=%r)" % (
+                self.text, len(self.audio), seconds, self.transcript, self.input_transcript,
+                self.tool_calls, self.usage, self.interrupted, self.complete_reason)
+        )
+
+    def _repr_html_(self) -> str:
+        """Render in Jupyter: the text, an inline audio player, the transcripts.
+
+        IPython calls it when a Turn is a cell's value. Everything the server
+        sent is HTML-escaped; the audio is embedded as a base64 WAV data URI.
+        """
+        parts = []
+        if self.text:
+            parts.append('<div style="white-space: pre-wrap">%s</div>' % html.escape(self.text))
+        if self.audio:
+            parts.append('<audio controls src="data:audio/wav;base64,%s"></audio>'
+                         % base64.b64encode(self.wav_bytes()).decode("ascii"))
+        if self.transcript:
+            parts.append('<div style="white-space: pre-wrap"><small>transcript:</small> %s</div>'
+                         % html.escape(self.transcript))
+        if self.input_transcript:
+            parts.append("<div><small>you said:</small> %s</div>"
+                         % html.escape(self.input_transcript))
+        for call in self.tool_calls:
+            parts.append("<div><small>tool call:</small> <code>%s(%s)</code></div>" % (
+                html.escape(call.name or ""), html.escape(repr(call.args or {}))))
+        if self.interrupted:
+            parts.append("<div><small>(interrupted)</small></div>")
+        if not parts:
+            parts.append("<div><small>(empty turn)</small></div>")
+        return '<div class="livesync-turn">%s</div>' % "".join(parts)
 
 
 @dataclass(frozen=True)

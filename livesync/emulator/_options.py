@@ -83,6 +83,7 @@ class EmulatorOptions:
     strict_activity_control: bool = False
     validate_setup: bool = True
     ssl_context: Optional[ssl.SSLContext] = None
+    rest_only_models: Sequence[str] = ("gemini-2.5-flash",)
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -94,6 +95,8 @@ class EmulatorOptions:
         chunks = self.media_chunks_models
         normalised: Dict[str, Any] = {
             "models": tuple(bare(m) for m in self.models),
+            "rest_only_models": tuple(bare(m) for m in self.rest_only_models
+                                      if bare(m) not in {bare(n) for n in self.models}),
             "resume_refusal": (int(self.resume_refusal[0]), str(self.resume_refusal[1])),
             "bearer_tokens": frozenset(self.bearer_tokens),
             "model_versions": {bare(m): frozenset(v)
@@ -117,6 +120,16 @@ class EmulatorOptions:
         if versions is None:
             versions = PREVIEW_VERSIONS if "preview" in model else ALL_VERSIONS
         return version in versions
+
+    def rest_serves(self, model: str, version: str) -> bool:
+        """Tell whether REST ``GET /{version}/models/{model}`` finds ``model`` (a bare name).
+
+        Live models follow :meth:`serves`; ``rest_only_models`` are found on every
+        version (``preview`` ones on ``v1beta`` and ``v1alpha`` only).
+        """
+        if model in self.rest_only_models:
+            return version in (PREVIEW_VERSIONS if "preview" in model else ALL_VERSIONS)
+        return self.serves(model, version)
 
     def accepts_media_chunks(self, model: str) -> bool:
         """Tell whether ``model`` takes ``realtimeInput.mediaChunks`` (2.x models by default)."""

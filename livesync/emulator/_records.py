@@ -317,3 +317,26 @@ def split_text(text: str, size: int) -> List[str]:
         half = len(text) // 2
         return [text[:half], text[half:]]
     return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+@dataclasses.dataclass
+class RestRecord:
+    """One REST request (either port), as the emulator received and answered it.
+
+    Attributes:
+        method: ``"GET"``, ``"POST"``, ...
+        path: Request path and query (``key=``/``access_token=`` values redacted).
+        headers: Request headers, lower-case names (``x-goog-api-key``,
+            ``authorization`` redacted).
+        body: The JSON body as decoded (None without a body or when it is not JSON).
+        status: HTTP status of the answer.
+        port: ``"rest"`` (``Emulator.rest_url``) or ``"ws"`` (a plain GET on the
+            WebSocket port).
+    """
+
+    method: str
+    path: str
+    headers: List[Tuple[str, str]] = dataclasses.field(repr=False)
+    body: Any = dataclasses.field(repr=False)
+    status: int
+    port: str

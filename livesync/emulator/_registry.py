@@ -19,7 +19,14 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from ._options import EmulatorOptions, bare
-from ._records import ConnectionRecord, HandleRecord, SessionRecord, TokenRecord, UpgradeRecord
+from ._records import (
+    ConnectionRecord,
+    HandleRecord,
+    RestRecord,
+    SessionRecord,
+    TokenRecord,
+    UpgradeRecord,
+)
 from ._wire import new_handle
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,6 +74,8 @@ class Faults:
     stall_setups: int = 0
     drop_setups: int = 0
     tool_response_closes: List[Tuple[int, str]] = dataclasses.field(default_factory=list)
+    rest_refusals: List[Refusal] = dataclasses.field(default_factory=list)
+    rest_delays: List[float] = dataclasses.field(default_factory=list)
 
 
 class Registry:
@@ -82,6 +91,7 @@ class Registry:
         self.handles: Dict[str, HandleRecord] = {}
         self.tokens: Dict[str, TokenRecord] = {}
         self.upgrades: List[UpgradeRecord] = []
+        self.rest_requests: List[RestRecord] = []
         self.faults = Faults()
         self.input_lag = options.input_lag
         """Current input lag in real seconds (``Emulator.set_input_lag``)."""

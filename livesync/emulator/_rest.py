@@ -1,4 +1,4 @@
-"""REST endpoints of the emulator: ``GET /v1beta/models/...`` and ``POST /v1alpha/auth_tokens``.
+"""REST endpoints of the emulator: ``GET /{version}/models[/...]``, ``POST /v1alpha/auth_tokens``.
 
 Served by a small ``http.server.ThreadingHTTPServer`` on its own port
 (``Emulator.rest_url``): websockets' HTTP parser refuses request bodies on
@@ -9,18 +9,30 @@ answered by the same code through ``process_request``.
 
 from __future__ import annotations
 
+import base64
 import hmac
+import http
 import http.server
 import json
 import re
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from ._records import TokenRecord
-from ._wire import as_int, error_body, get, has, parse_rfc3339, rfc3339
+from ._records import RestRecord, TokenRecord
+from ._registry import RetryAfter
+from ._wire import (
+    as_int,
+    error_body,
+    get,
+    has,
+    parse_rfc3339,
+    redact_headers,
+    redact_path,
+    rfc3339,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._registry import Registry
@@ -52,8 +64,15 @@ def _check_key(
     return None
 
 
-def model_resource(name: str) -> Dict[str, Any]:
-    """Return the ``Model`` resource the emulator reports for ``name``."""
+def model_resource(name: str, reg: Optional[Registry] = None) -> Dict[str, Any]:
+    """Return the ``Model`` resource the emulator reports for ``name``.
+
+    Live models support ``bidiGenerateContent`` and ``countTokens``;
+    ``rest_only_models`` support ``generateContent`` and ``countTokens`` only.
+    """
+    live = reg is None or name not in reg.options.rest_only_models
+    methods = (["bidiGenerateContent", "countTokens"] if live
+               else ["generateContent", "countTokens", "createCachedContent"])
     return {
         "name": f"models/{name}",
         "version": "001",
@@ -61,44 +80,134 @@ def model_resource(name: str) -> Dict[str, Any]:
         "description": "livesync emulator model (deterministic, offline).",
         "inputTokenLimit": 131072,
         "outputTokenLimit": 8192,
-        "supportedGenerationMethods": ["bidiGenerateContent", "countTokens"],
+        "supportedGenerationMethods": methods,
+        "temperature": 1.0,
+        "maxTemperature": 2.0,
+        "topP": 0.95,
+        "topK": 64,
     }
 
 
-def handle(
-    reg: Registry, method: str, path: str, headers: Mapping[str, str], body: bytes
-) -> Tuple[int, str]:
-    """Answer one REST request; return ``(status, JSON body)``.
+class Reply(NamedTuple):
+    """A REST answer: status, JSON text and the ``Retry-After`` to send (None: no header)."""
 
-    ``headers`` must have lower-case names.
+    status: int
+    body: str
+    retry_after: RetryAfter = None
+
+
+#: Google error statuses for the HTTP statuses the emulator can be told to refuse with.
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+    404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED", 500: "INTERNAL", 501: "NOT_IMPLEMENTED", 502: "UNAVAILABLE",
+    503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+#: The messages the real service sends with them (the default refusal text).
+GOOGLE_MESSAGE = {
+    429: "Resource has been exhausted (e.g. check quota).",
+    500: "Internal error encountered.",
+    503: "The service is currently unavailable.",
+    504: "The request timed out. Please try again.",
+}
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def refusal_body(status: int, message: Optional[str]) -> str:
+    """The Google error JSON for a refused REST request."""
+    if message is None:
+        message = GOOGLE_MESSAGE.get(status) or http.HTTPStatus(status).phrase
+    return error_body(status, message, GOOGLE_STATUS.get(status, "UNKNOWN"))
+
+
+def handle(
+    reg: Registry, method: str, path: str, headers: Mapping[str, str], body: bytes,
+    port: str = "rest",
+) -> Reply:
+    """Answer one REST request (records it; applies scheduled REST faults first).
+
+    ``headers`` must have lower-case names. Blocks for a delay scheduled with
+    ``Emulator.delay_rest`` (woken early by ``stop()``).
     """
+    with reg.cond:
+        delay = reg.faults.rest_delays.pop(0) if reg.faults.rest_delays else 0.0
+        refusal = reg.faults.rest_refusals.pop(0) if reg.faults.rest_refusals else None
+        if delay > 0:
+            end = time.monotonic() + delay
+            reg.cond.wait_for(lambda: reg.stopping or time.monotonic() >= end, delay)
+    if refusal is not None:
+        reply = Reply(refusal.status, refusal.body, refusal.retry_after)
+    else:
+        reply = _answer(reg, method, path, headers, body)
+    try:
+        decoded: Any = json.loads(body.decode("utf-8")) if body else None
+    except (ValueError, UnicodeDecodeError):
+        decoded = None
+    record = RestRecord(
+        method=method, path=redact_path(path), headers=redact_headers(headers.items()),
+        body=decoded, status=reply.status, port=port,
+    )
+    with reg.cond:
+        reg.rest_requests.append(record)
+        reg.cond.notify_all()
+    return reply
+
+
+def _answer(
+    reg: Registry, method: str, path: str, headers: Mapping[str, str], body: bytes
+) -> Reply:
     route, query = _route(path)
     model = re.fullmatch(r"/(v1beta|v1alpha|v1)/models/([^/:]+)", route)
     listing = re.fullmatch(r"/(v1beta|v1alpha|v1)/models", route)
     if route == "/v1alpha/auth_tokens":
         if method != "POST":
-            return 405, error_body(405, "Method not allowed.", "METHOD_NOT_ALLOWED")
-        return _check_key(reg, headers, query) or _mint(reg, body)
+            return Reply(405, error_body(405, "Method not allowed.", "METHOD_NOT_ALLOWED"))
+        return Reply(*(_check_key(reg, headers, query) or _mint(reg, body)))
     if (model or listing) and method == "GET":
         failure = _check_key(reg, headers, query)
         if failure:
-            return failure
+            return Reply(*failure)
         if listing:
-            version = listing.group(1)
-            models = [model_resource(m) for m in reg.options.models
-                      if reg.options.serves(m, version)]
-            return 200, json.dumps({"models": models}, indent=2)
+            return Reply(*_list(reg, listing.group(1), query))
         assert model is not None
         version, name = model.group(1), model.group(2)
-        if reg.options.serves(name, version):
-            return 200, json.dumps(model_resource(name), indent=2)
+        if reg.options.rest_serves(name, version):
+            return Reply(200, json.dumps(model_resource(name, reg), indent=2))
         message = (
             f"models/{name} is not found for API version {version}, or is not supported "
             "for GetModel. Call ListModels to see the list of available models and their "
             "supported methods."
         )
-        return 404, error_body(404, message, "NOT_FOUND")
-    return 404, error_body(404, f"Method not found: {method} {route}", "NOT_FOUND")
+        return Reply(404, error_body(404, message, "NOT_FOUND"))
+    return Reply(404, error_body(404, f"Method not found: {method} {route}", "NOT_FOUND"))
+
+
+def _list(reg: Registry, version: str, query: Dict[str, List[str]]) -> Tuple[int, str]:
+    """``models.list``: ``pageSize`` (default 50, at most 1000) and an opaque ``pageToken``."""
+    size_text = (query.get("pageSize") or [""])[0]
+    size = as_int(size_text, -1) if size_text else DEFAULT_PAGE_SIZE
+    if size < 0:
+        return 400, error_body(400, "Invalid value at 'page_size' (TYPE_INT32).",
+                               "INVALID_ARGUMENT")
+    size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    token = (query.get("pageToken") or [""])[0]
+    start = 0
+    if token:
+        try:
+            start = int(base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")[5:])
+        except (ValueError, UnicodeError):
+            start = -1
+        if start < 0:
+            return 400, error_body(400, "Invalid page token.", "INVALID_ARGUMENT")
+    names = [m for m in tuple(reg.options.models) + tuple(reg.options.rest_only_models)
+             if reg.options.rest_serves(m, version)]
+    page = names[start:start + size]
+    answer: Dict[str, Any] = {"models": [model_resource(m, reg) for m in page]}
+    if start + size < len(names):
+        answer["nextPageToken"] = base64.urlsafe_b64encode(
+            f"after{start + size}".encode("ascii")).decode("ascii")
+    return 200, json.dumps(answer, indent=2)
 
 
 def _mint(reg: Registry, body: bytes) -> Tuple[int, str]:
@@ -154,6 +263,15 @@ def _mint(reg: Registry, body: bytes) -> Tuple[int, str]:
     return 200, json.dumps(response, indent=2)
 
 
+def retry_after_value(retry_after: Any) -> str:
+    """Format a ``Retry-After`` value: whole seconds as an integer, strings as given."""
+    if isinstance(retry_after, str):
+        return retry_after
+    if float(retry_after).is_integer():
+        return str(int(retry_after))
+    return repr(float(retry_after))
+
+
 class RestServer(http.server.ThreadingHTTPServer):
     """Threading HTTP server for the REST endpoints; joins its request threads on close."""
 
@@ -175,11 +293,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = as_int(self.headers.get("Content-Length"), 0)
         body = self.rfile.read(length) if length > 0 else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, text = handle(self.server.reg, method, self.path, headers, body)
-        raw = text.encode("utf-8")
-        self.send_response(status)
+        reply = handle(self.server.reg, method, self.path, headers, body)
+        raw = reply.body.encode("utf-8")
+        self.send_response(reply.status)
         self.send_header("Content-Type", JSON)
         self.send_header("Content-Length", str(len(raw)))
+        if reply.retry_after is not None:
+            self.send_header("Retry-After", retry_after_value(reply.retry_after))
         self.end_headers()
         self.wfile.write(raw)
 

@@ -35,6 +35,7 @@ from ._options import DEFAULT_MODELS, EmulatorOptions, Responder
 from ._records import (
     ConnectionRecord,
     HandleRecord,
+    RestRecord,
     SessionRecord,
     TokenRecord,
     UpgradeRecord,
@@ -255,6 +256,7 @@ class Emulator:
             if not self._started or self._registry.stopping:
                 return
             self._registry.stopping = True
+            self._registry.cond.notify_all()  # wakes REST requests held by delay_rest()
             live = list(self._registry.live.values())
         for conn in live:
             if conn.record.stalled:
@@ -376,6 +378,12 @@ class Emulator:
         """Ephemeral tokens minted so far."""
         with self._registry.cond:
             return list(self._registry.tokens.values())
+
+    @property
+    def rest_requests(self) -> List[RestRecord]:
+        """Every REST request on either port, answered or refused, oldest first."""
+        with self._registry.cond:
+            return list(self._registry.rest_requests)
 
     @property
     def handles(self) -> List[HandleRecord]:
@@ -550,6 +558,33 @@ class Emulator:
             else:
                 self._registry.faults.refuse_until = None
 
+    def refuse_rest(self, n: int = 1, status: int = 503, message: Optional[str] = None,
+                    retry_after: RetryAfter = None) -> None:
+        """Answer the next ``n`` REST requests (either port) with HTTP ``status``.
+
+        The body is a Google error JSON (``{"error": {"code", "message", "status"}}``)
+        with ``message`` (default: the real service's text for 429, 500, 503, 504,
+        else the HTTP reason phrase) and the matching Google status
+        (``RESOURCE_EXHAUSTED`` for 429, ``UNAVAILABLE`` for 503, ...).
+        ``retry_after`` adds a ``Retry-After`` header as for :meth:`refuse_upgrades`.
+        Refused requests are recorded in :attr:`rest_requests`. Non-blocking; any thread.
+        """
+        refusal = _refusal(status, _rest.refusal_body(status, message), retry_after)
+        with self._registry.cond:
+            self._registry.faults.rest_refusals.extend([refusal] * int(n))
+
+    def delay_rest(self, seconds: float, n: int = 1) -> None:
+        """Hold each of the next ``n`` REST requests ``seconds`` (real time) before answering.
+
+        For client timeouts: the request is read, then answered only after the
+        delay (with a refusal from :meth:`refuse_rest` if one is scheduled).
+        ``stop()`` ends the wait early. Non-blocking; any thread.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        with self._registry.cond:
+            self._registry.faults.rest_delays.extend([float(seconds)] * int(n))
+
     def refuse_next_resume(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
         """Refuse the next resumption attempt with ``(code, reason)`` (one-shot).
 
@@ -645,8 +680,9 @@ class Emulator:
         path = request.path
         if "websocket" not in headers.get("upgrade", "").lower():
             method = str(getattr(request, "method", "GET"))
-            status, body = _rest.handle(self._registry, method, path, headers, b"")
-            return self._respond(connection, status, body, _rest.JSON)
+            reply = _rest.handle(self._registry, method, path, headers, b"", port="ws")
+            return self._respond(connection, reply.status, reply.body, _rest.JSON,
+                                 reply.retry_after)
         record = UpgradeRecord(
             path=redact_path(path),
             headers=redact_headers(request.headers.raw_items()),

@@ -284,3 +284,114 @@ def test_rest_get_on_the_websocket_port(emu: Emulator) -> None:
     assert status == 200 and body["name"] == "models/gemini-live-2.5-flash"
     status, body = http(emu, "GET", "/nothing", key=emu.api_key, base=base)
     assert status == 404 and body["error"]["code"] == 404
+
+
+def raw_http(emu: Emulator, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+             key: Optional[str] = None) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
+    """Like :func:`http`, plus the response headers (lower-case names)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(emu.rest_url + path, data=data, method=method)
+    if key is not None:
+        request.add_header("x-goog-api-key", key)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=5) as reply:
+            return reply.status, json.loads(reply.read()), {
+                k.lower(): v for k, v in reply.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), {k.lower(): v for k, v in exc.headers.items()}
+
+
+def test_rest_refusals_are_google_errors_with_retry_after(emu: Emulator) -> None:
+    """refuse_rest answers the next n requests (either port) with a Google error and
+    Retry-After, then normal service resumes; refused requests are recorded."""
+    emu.refuse_rest(1, 429, retry_after=2)
+    emu.refuse_rest(1, 503, message="Try later.", retry_after=0.5)
+    status, body, headers = raw_http(emu, "POST", "/v1alpha/auth_tokens", {}, emu.api_key)
+    assert status == 429 and headers["retry-after"] == "2"
+    assert body["error"] == {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                             "message": "Resource has been exhausted (e.g. check quota)."}
+    base = "http://" + emu.base_url[len("ws://"):]
+    status, body = http(emu, "GET", "/v1beta/models/gemini-live-2.5-flash", key=emu.api_key,
+                        base=base)
+    assert status == 503 and body["error"]["status"] == "UNAVAILABLE"
+    assert body["error"]["message"] == "Try later."
+    status, _, headers = raw_http(emu, "POST", "/v1alpha/auth_tokens", {}, emu.api_key)
+    assert status == 200 and "retry-after" not in headers
+    assert [(r.port, r.status) for r in emu.rest_requests] == [
+        ("rest", 429), ("ws", 503), ("rest", 200)]
+
+
+def test_rest_requests_are_recorded_without_secrets(emu: Emulator) -> None:
+    """rest_requests keeps method, path, headers and the decoded JSON body; the key is
+    redacted in headers and query, and absent from every repr."""
+    mint(emu, uses=3, fieldMask="model")
+    http(emu, "GET", "/v1beta/models/gemini-live-2.5-flash?key=" + emu.api_key)
+    first, second = emu.rest_requests
+    assert (first.method, first.path, first.status) == ("POST", "/v1alpha/auth_tokens", 200)
+    assert first.body == {"uses": 3, "fieldMask": "model"}
+    assert dict(first.headers)["x-goog-api-key"] == "[secure]"
+    assert second.path.endswith("?key=[secure]") and second.body is None
+    assert emu.api_key not in repr(emu.rest_requests)
+
+
+def test_delay_rest_holds_a_request(emu: Emulator) -> None:
+    """delay_rest holds the next request before answering it (a client read timeout)."""
+    emu.delay_rest(5.0)
+    request = urllib.request.Request(emu.rest_url + "/v1beta/models/gemini-live-2.5-flash")
+    request.add_header("x-goog-api-key", emu.api_key)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(OSError):  # socket.timeout / TimeoutError / URLError
+        opener.open(request, timeout=0.2)
+    # The held request does not delay the next one, and stop() ends the wait.
+    status, _ = http(emu, "GET", "/v1beta/models/gemini-live-2.5-flash", key=emu.api_key)
+    assert status == 200
+
+
+def test_stop_ends_a_rest_delay(make_emulator: Callable[..., Emulator]) -> None:
+    """stop() wakes a request held by delay_rest instead of waiting the delay out."""
+    import time
+
+    emu = make_emulator()
+    emu.delay_rest(30.0)
+    request = urllib.request.Request(emu.rest_url + "/v1beta/models")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(OSError):
+        opener.open(request, timeout=0.2)
+    started = time.monotonic()
+    emu.stop()
+    assert time.monotonic() - started < 10
+
+
+def test_rest_list_models_pages(emu: Emulator) -> None:
+    """GET /models honours pageSize and returns an opaque nextPageToken until the end."""
+    names, token, pages = [], "", 0
+    while True:
+        query = "?pageSize=3" + ("&pageToken=" + token if token else "")
+        status, body = http(emu, "GET", "/v1beta/models" + query, key=emu.api_key)
+        assert status == 200 and len(body["models"]) <= 3
+        names += [m["name"] for m in body["models"]]
+        pages += 1
+        token = body.get("nextPageToken", "")
+        if not token:
+            break
+    assert pages == 3 and len(names) == len(set(names)) == 8
+    status, body = http(emu, "GET", "/v1beta/models?pageToken=bogus", key=emu.api_key)
+    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_rest_only_models(make_emulator: Callable[..., Emulator], connect: Connect) -> None:
+    """rest_only_models are listed and found over REST without bidiGenerateContent, and a
+    Live setup with one closes 1008 like an unknown model."""
+    emu = make_emulator(rest_only_models=["gemini-2.5-pro"])
+    status, body = http(emu, "GET", "/v1/models/gemini-2.5-pro", key=emu.api_key)
+    assert status == 200
+    assert "bidiGenerateContent" not in body["supportedGenerationMethods"]
+    assert "generateContent" in body["supportedGenerationMethods"]
+    status, listing = http(emu, "GET", "/v1beta/models", key=emu.api_key)
+    assert "models/gemini-2.5-pro" in [m["name"] for m in listing["models"]]
+    assert "models/gemini-2.5-flash" not in [m["name"] for m in listing["models"]]
+    client = connect(emu)
+    client.send({"setup": {"model": "models/gemini-2.5-pro"}})
+    code, reason = client.closed()
+    assert code == 1008 and "not supported for bidiGenerateContent" in reason
