@@ -7,6 +7,10 @@ One logical Live session, kept alive across the server's connection limits,
 
 __version__ = "0.1.0"
 
+from . import (
+    audio as audio,  # WAV/PCM helpers: livesync.audio.wav_chunks(...), ...
+    auth as auth,  # tokens and token providers: livesync.auth.create_ephemeral_token(...)
+)
 from ._decode import parse_server_message as parse_server_message
 from .client import Client as Client
 from .events import (
@@ -19,27 +23,36 @@ from .events import (
 )
 from .exceptions import (
     Attempt as Attempt,
+    AuthError as AuthError,
     ConnectError as ConnectError,
     ConnectTimeout as ConnectTimeout,
     InvalidConfig as InvalidConfig,
     InvalidState as InvalidState,
     InvalidStatus as InvalidStatus,
     LiveSyncError as LiveSyncError,
+    NotFound as NotFound,
     ProtocolError as ProtocolError,
+    RateLimited as RateLimited,
     ReconnectExhausted as ReconnectExhausted,
+    RestError as RestError,
+    RestTimeout as RestTimeout,
     SendQueueFull as SendQueueFull,
+    SessionBusy as SessionBusy,
     SessionClosed as SessionClosed,
     SessionClosedError as SessionClosedError,
     SessionClosedOK as SessionClosedOK,
+    SessionHandedOver as SessionHandedOver,
     SetupRejected as SetupRejected,
     TLSError as TLSError,
     ToolCallPending as ToolCallPending,
 )
+from .models import ModelInfo as ModelInfo
 from .reconnect import ReconnectPolicy as ReconnectPolicy
 from .session import Session as Session
 from .store import (
     FileHandleStore as FileHandleStore,
     HandleStore as HandleStore,
+    LeaseStore as LeaseStore,
     MemoryHandleStore as MemoryHandleStore,
     RedisHandleStore as RedisHandleStore,
     StoredHandle as StoredHandle,
@@ -80,6 +93,7 @@ from .types import (
 __all__ = [
     "Attempt",
     "AudioTranscriptionConfig",
+    "AuthError",
     "AutomaticActivityDetection",
     "Blob",
     "Client",
@@ -99,27 +113,35 @@ __all__ = [
     "InvalidConfig",
     "InvalidState",
     "InvalidStatus",
+    "LeaseStore",
     "LiveConfig",
     "LiveServerMessage",
     "LiveSyncError",
     "MemoryHandleStore",
+    "ModelInfo",
     "MultiSpeakerVoiceConfig",
+    "NotFound",
     "Opened",
     "parse_server_message",
     "Part",
     "PrebuiltVoiceConfig",
     "ProtocolError",
+    "RateLimited",
     "RealtimeInputConfig",
     "Reconnected",
     "ReconnectExhausted",
     "ReconnectPolicy",
     "RedisHandleStore",
+    "RestError",
+    "RestTimeout",
     "SendQueueFull",
     "ServerContent",
     "Session",
+    "SessionBusy",
     "SessionClosed",
     "SessionClosedError",
     "SessionClosedOK",
+    "SessionHandedOver",
     "SessionResumptionConfig",
     "SessionResumptionUpdate",
     "SessionStats",

@@ -49,6 +49,7 @@ from typing import (
 
 from . import _decode, _messages
 from ._dispatch import Callbacks, Delivery, Dispatcher, collect_turn
+from ._lease import Lease, acquire
 from ._transport import Close, ConnectionLost, MessageTooBig, Transport, TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected, SessionStats, Turn
 from .exceptions import (
@@ -62,6 +63,7 @@ from .exceptions import (
     SessionClosed,
     SessionClosedError,
     SessionClosedOK,
+    SessionHandedOver,
     SetupRejected,
     TLSError,
 )
@@ -131,6 +133,8 @@ class SessionOptions:
     max_queue: int
     max_queue_bytes: int
     logger: Optional[Union[logging.Logger, logging.LoggerAdapter[Any]]] = None
+    takeover: bool = False
+    takeover_timeout: float = 30.0
 
 
 @dataclass(eq=False)
@@ -185,8 +189,10 @@ class Driver:
     """
 
     def __init__(self, dialer: Dialer, setup: Mapping[str, Any], options: SessionOptions, *,
-                 vertexai: bool = False, rng: Optional[random.Random] = None) -> None:
-        """Internal: use ``Client.connect`` (it validates ``options`` and starts the session)."""
+                 vertexai: bool = False, rng: Optional[random.Random] = None,
+                 lease: Optional[Lease] = None) -> None:
+        """Internal: use ``Client.connect`` (it validates ``options``, takes the lease
+        on ``session_key`` if the store has leases, and starts the session)."""
         self.id = uuid.uuid4().hex[:8]
         """Short id of this session, used in thread names and log records."""
         self._dialer = dialer
@@ -194,6 +200,9 @@ class Driver:
         policy = self._policy = options.policy
         self._store = options.handle_store
         self._session_key = options.session_key
+        self._lease = lease  # supervisor thread (and close(forget=True) after the end)
+        self._forget = False  # close(forget=True): delete the stored handle at teardown
+        self._forget_seen = False  # teardown saw _forget (set on the supervisor)
         self._open_timeout = options.open_timeout
         self._close_timeout = options.close_timeout
         self._ping_interval = options.ping_interval
@@ -472,16 +481,49 @@ class Driver:
 
     # Closing.
 
-    def close(self, code: int = 1000, reason: str = "", *, timeout: Optional[float] = None) -> None:
+    def close(self, code: int = 1000, reason: str = "", *, timeout: Optional[float] = None,
+              forget: bool = False) -> None:
         """See :meth:`livesync.Session.close`."""
         code, reason = _close_frame(code, reason)
         _check_timeout(timeout)
+        if not isinstance(forget, bool):
+            raise InvalidConfig("forget must be a bool", field="forget")
+        if forget:
+            self._forget = True  # read by the teardown on the supervisor
         if self.request_close(code, reason):
             return  # teardown finishes on the supervisor after this callback returns
         budget = self._close_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         self._join(self._supervisor, deadline)
         self._join(self._dispatch.thread, deadline)
+        if forget and self._closed.is_set() and not self._forget_seen:
+            self._forget_ended()
+
+    def _forget_ended(self) -> None:
+        """``close(forget=True)`` on a session that had already ended (caller's thread):
+        delete the stored handle, unless the session was handed over or another
+        session holds the key's lease now (its conversation is not ours to delete)."""
+        store, key = self._store, self._session_key
+        if store is None or key is None or self._lease_gone():
+            return
+        try:
+            lease = acquire(store, key, takeover=False, timeout=0.0, log=self._log)
+        except LiveSyncError as exc:  # SessionBusy
+            self._log.warning("not forgetting the handle: %s", exc)
+            return
+        try:
+            store.delete(key)
+        except Exception:
+            self._log.warning("handle store failed to delete session key %r", key,
+                              exc_info=True)
+        finally:
+            if lease is not None:
+                lease.release(self._log)
+
+    def _lease_gone(self) -> bool:
+        """The session key belongs to another session now (handed over, or lease lost)."""
+        return isinstance(self._final_error, SessionHandedOver) or (
+            self._lease is not None and self._lease.lost)
 
     def request_close(self, code: int = 1000, reason: str = "") -> bool:
         """Start closing without waiting (any thread; also the garbage-collection path).
@@ -598,6 +640,9 @@ class Driver:
             self._final_error = self._final_error or SessionClosedOK(code, reason)
             self._last_close = (code, reason)
             return None
+        if why in ("handover", "lease lost"):
+            self._stop_holding(conn, handover=why == "handover")
+            return None
         if why == "rotate":
             new = self._rotate(conn)
             if new is not None:
@@ -607,8 +652,35 @@ class Driver:
         self._end_connection(conn, 1000, "")
         return self._recover(conn, conn.ended(reached_setup=True))
 
+    def _stop_holding(self, conn: _Connection, *, handover: bool) -> None:
+        """End the session because another session gets the key (supervisor thread).
+
+        From here sends raise; messages already received still reach the callbacks.
+        The connection is closed first (so the server accepts the newcomer's
+        resume), then the teardown saves the latest handle and only then releases
+        the lease, so the newcomer resumes with it.
+        """
+        key = self._session_key or ""
+        error: SessionClosed
+        if handover:
+            error, reason = SessionHandedOver(key), "handed over"
+        else:
+            reason = "lease lost to another connection"
+            error = SessionClosedError(1000, reason)
+        with self._send_lock, self._lock:
+            self._closing.set()  # sends raise ``error`` from now on
+            self._final_error = error
+            if self._state != "closed":
+                self._state = "closing"
+        self._store_due = handover  # save the latest handle even if it was saved before
+        self._end_connection(conn, 1000, reason)
+        self._last_close = (1000, reason)
+        if handover:
+            self._log.info("handed session key %r over to another connection", key)
+
     def _serve(self, conn: _Connection) -> str:
-        """Wait until ``conn`` ends ("lost"), rotation is due ("rotate") or "closing"."""
+        """Wait until ``conn`` ends ("lost"), rotation is due ("rotate") or "closing";
+        with a lease, also "handover" or "lease lost" (see :meth:`_lease_due`)."""
         next_ping = time.monotonic() + (self._ping_interval or 0.0)
         while True:
             self._wakeup.clear()
@@ -628,6 +700,9 @@ class Driver:
             self._flush(conn)
             self._save_handle()
             waits = [1.0]
+            lease = self._lease_due(now, waits)
+            if lease is not None:
+                return lease
             with self._lock:
                 hold = self._protocol.hold_deadline()
             if hold is not None:
@@ -652,6 +727,30 @@ class Driver:
                 waits.append(next_ping - now)
             self._warn_session_limits(now)
             self._wakeup.wait(max(0.0, min(waits)))
+
+    def _lease_due(self, now: float, waits: List[float]) -> Optional[str]:
+        """Renew the lease and poll for a takeover when due (supervisor). Returns
+        "handover" when a requested hand-over is to happen now (a safe point, or
+        ``_lease.HANDOVER_TIMEOUT`` passed), "lease lost" when another session took the
+        lease, else None after appending when to look again to ``waits``."""
+        lease = self._lease
+        if lease is None:
+            return None
+        lease.tick(now, self._log)
+        if lease.lost:
+            return "lease lost"
+        if lease.requested_at is not None:
+            with self._lock:
+                safe = self._protocol.handover_safe()
+            if safe or lease.overdue(now):
+                if not safe:
+                    self._log.warning("handing over session key %r before a safe point "
+                                      "(none within %.0fs of the request): input not "
+                                      "covered by the last handle is lost", lease.key,
+                                      now - lease.requested_at)
+                return "handover"
+        waits.append(lease.next_due() - now)
+        return None
 
     def _watchdogs(self, conn: _Connection, now: float, waits: List[float]) -> Optional[str]:
         """Why ``conn`` is to be treated as failed, if it is: no pong (keepalive), or a
@@ -931,6 +1030,8 @@ class Driver:
         if not self._store_due or self._store is None or self._session_key is None:
             return
         self._store_due = False
+        if self._lease is not None and self._lease.lost:
+            return  # the key is another session's now: never overwrite its handle
         with self._lock:
             handle, issued = self._protocol.resumption_handle, self._protocol.handle_issued_at
         if handle is None:
@@ -989,7 +1090,7 @@ class Driver:
         conn = self._conn
         if conn is not None and not conn.done.is_set():
             self._end_connection(conn, 1000, "")
-        self._save_handle()
+        self._finish_store()
         with self._lock:
             self._protocol.close()
             handle = self._protocol.resumption_handle
@@ -998,13 +1099,30 @@ class Driver:
         code, reason = self._last_close
         if isinstance(error, SessionClosed) and error.code is not None:
             code, reason = error.code, error.reason
-        closed = Closed(code, reason, None if isinstance(error, SessionClosedOK) else error,
-                        handle)
+        clean = isinstance(error, SessionClosedOK) and not isinstance(error, SessionHandedOver)
+        closed = Closed(code, reason, None if clean else error, handle)
         self._log.info("closed: %s %s", code, reason[:75])
         self._dispatch.emit("close", closed)
         self._join(self._dispatch.thread, time.monotonic() + self._close_timeout)
         self._closed.set()
         self._wakeup.set()
+
+    def _finish_store(self) -> None:
+        """Save the final handle, or delete it after ``close(forget=True)``; then
+        release the lease (teardown, supervisor thread). The order matters: a
+        session waiting to take over gets the lease only once the handle is saved."""
+        self._forget_seen = self._forget
+        forget = self._forget_seen and not self._lease_gone()
+        if not forget:
+            self._save_handle()
+        elif self._store is not None and self._session_key is not None:
+            try:
+                self._store.delete(self._session_key)
+            except Exception as exc:
+                self._log.warning("handle store failed: %s", type(exc).__name__, exc_info=True)
+                self._dispatch.emit("error", ErrorEvent(exc, None))
+        if self._lease is not None:
+            self._lease.release(self._log)
 
     def _join(self, thread: threading.Thread, deadline: float) -> None:
         if thread is threading.current_thread() or not thread.is_alive():
@@ -1095,6 +1213,8 @@ class Driver:
             wake = wake or self._store_due
         if idle:
             self._turn_ended.set()
+            lease = self._lease
+            wake = wake or (lease is not None and lease.requested_at is not None)
         if message.setup_complete is not None and not conn.ready.is_set():
             conn.server_session_id = message.setup_complete.session_id
             conn.ready.set()
@@ -1115,7 +1235,7 @@ class Driver:
 
     def _closed_exception(self) -> SessionClosed:
         error = self._final_error
-        if isinstance(error, SessionClosedError):
+        if isinstance(error, (SessionClosedError, SessionHandedOver)):
             return error
         code, reason = self._close_request
         return SessionClosedOK(code, reason)

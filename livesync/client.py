@@ -8,6 +8,10 @@ Which endpoint and header a dial uses (docs/protocol.md §2):
   ``…v1alpha.GenerativeService.BidiGenerateContentConstrained`` with ``Authorization: Token …``;
 - Vertex → ``{location}-aiplatform…/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/…``
   with ``Authorization: Bearer …`` from ``token_provider``, called on every dial.
+
+Model lookups (``get_model``, ``list_models``, ``connect(validate_model=True)``)
+are REST ``GET {root}/{api_version}/models[/{name}]`` calls with the API key
+(Gemini API only), made through :mod:`livesync._http`.
 """
 
 from __future__ import annotations
@@ -27,18 +31,21 @@ from . import __version__
 from ._config import coerce_config
 from ._dispatch import Callbacks
 from ._driver import Dialer, SessionOptions
+from ._http import DEFAULT_TIMEOUT, RestOptions, TimeoutArg, call, rest_options
 from ._messages import build_setup, encode
 from ._transport import TransportOptions
 from .events import Closed, ErrorEvent, Opened, Reconnected
-from .exceptions import InvalidConfig
+from .exceptions import InvalidConfig, NotFound
+from .models import ModelInfo
 from .reconnect import ReconnectPolicy
 from .session import Session, open_session
-from .store import HandleStore
+from .store import HandleStore, LeaseStore
 from .types import GoAway, LiveConfig, LiveServerMessage, SessionResumptionUpdate
 
 __all__ = ["Client"]
 
 GEMINI_HOST = "wss://generativelanguage.googleapis.com"
+GEMINI_REST_ROOT = "https://generativelanguage.googleapis.com"
 GEMINI_PATH = "/ws/google.ai.generativelanguage.%s.GenerativeService.%s"
 VERTEX_PATH = "/ws/google.cloud.aiplatform.%s.LlmBidiService/BidiGenerateContent"
 TOKEN_PREFIX = "auth_tokens/"
@@ -75,6 +82,9 @@ class Client:
             emulator or a proxy. The ``/ws/…`` path is appended. No query or
             fragment; userinfo (``user:password@``) is not sent (the WebSocket
             library ignores it) and is masked in the repr.
+            REST calls (:meth:`get_model`, :meth:`list_models`) go to the same
+            host, port and path with ``http://`` for ``ws://`` and ``https://``
+            for ``wss://`` (the emulator answers model GETs on its WebSocket port).
         api_version: the API version in the endpoint path (letters and digits).
             Gemini API: ``v1beta`` by default (preview Live models exist only
             there), ``v1`` (google-genai 3.x's default; stable models only) or
@@ -257,11 +267,139 @@ class Client:
             )
         return token
 
+    def get_model(self, model: str, *, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> ModelInfo:
+        """Look a model up over REST: ``GET {root}/{api_version}/models/{model}``.
+
+        The REST root is derived from ``base_url`` (``ws://`` → ``http://``,
+        ``wss://`` → ``https://``, same host, port and path; by default
+        ``https://generativelanguage.googleapis.com``); the API version is the
+        client's (``v1beta`` by default). The key goes in ``x-goog-api-key``;
+        ``proxy``, ``ca_certs`` and ``headers`` apply. Retries 408/429/5xx and
+        connection errors with backoff (at most 4 retries in 60 s).
+
+        Blocks the calling thread (any thread) for one request, or a few with
+        retries; idempotent.
+
+        Args:
+            model: ``"gemini-live-2.5-flash"`` or ``"models/gemini-live-2.5-flash"``.
+            timeout: per request, ``(connect, read)`` seconds or one number for both.
+
+        Raises:
+            InvalidConfig: a bad name or timeout; a Vertex client (not supported);
+                no API key (ephemeral tokens work only for Live connections,
+                a ``token_provider`` is not used for REST: pass ``api_key`` too).
+            NotFound: no such model on this API version.
+            AuthError: the key was refused.
+            RestError: any other failure (``RestTimeout``, ``RateLimited``, ...).
+        """
+        return self._get_model(self.model_name(model), rest_options(timeout))
+
+    def list_models(
+        self, *, page_size: int = 50, timeout: TimeoutArg = DEFAULT_TIMEOUT
+    ) -> List[ModelInfo]:
+        """List the models of this client's API version over REST, every page.
+
+        ``GET {root}/{api_version}/models?pageSize=N[&pageToken=T]`` until the
+        answer has no ``nextPageToken`` (see :meth:`get_model` for the root, the
+        key and the retries). Live models are those with ``supports_live``.
+        Blocks the calling thread (any thread) for one request per page;
+        idempotent.
+
+        Args:
+            page_size: models per page (1..1000).
+            timeout: per request, ``(connect, read)`` seconds or one number for both.
+
+        Raises:
+            InvalidConfig, AuthError, RestError: as for :meth:`get_model`.
+        """
+        if (isinstance(page_size, bool) or not isinstance(page_size, int)
+                or not 1 <= page_size <= 1000):
+            raise InvalidConfig("page_size must be an int between 1 and 1000",
+                                field="page_size")
+        options = rest_options(timeout)
+        root, key, headers = self._rest_target()
+        path = "/%s/models" % (self._api_version or "v1beta")
+        models: List[ModelInfo] = []
+        token, seen = "", set()
+        while True:
+            params: Dict[str, Any] = {"pageSize": page_size}
+            if token:
+                params["pageToken"] = token
+            data = call("GET", root + path, "GET " + path, headers=headers,
+                        options=self._rest_options(options), params=params, secret=key)
+            page = data.get("models")
+            for item in page if isinstance(page, list) else ():
+                if isinstance(item, dict):
+                    models.append(ModelInfo.from_json(item))
+            token = data.get("nextPageToken") or ""
+            if not isinstance(token, str) or not token or token in seen:
+                return models
+            seen.add(token)
+
+    def _get_model(self, name: str, options: RestOptions) -> ModelInfo:
+        root, key, headers = self._rest_target()
+        path = "/%s/%s" % (self._api_version or "v1beta", name)
+        data = call("GET", root + path, "GET " + path, headers=headers,
+                    options=self._rest_options(options), secret=key)
+        return ModelInfo.from_json(data)
+
+    def _rest_options(self, options: RestOptions) -> RestOptions:
+        return rest_options(
+            (options.connect_timeout, options.read_timeout), options.retries,
+            options.total_timeout, proxy=self._transport_options.proxy,
+            ca_certs=self._transport_options.ca_certs,
+        )
+
+    def _rest_target(self) -> Tuple[str, str, Dict[str, str]]:
+        """The REST root, the API key and the headers of a REST call (see get_model)."""
+        if self._vertexai:
+            raise InvalidConfig(
+                "model lookups (get_model, list_models, validate_model) are not supported "
+                "on Vertex AI", field="vertexai",
+            )
+        key = self._api_key
+        if key is None or key.startswith(TOKEN_PREFIX):
+            raise InvalidConfig(
+                "model lookups need an API key: ephemeral tokens work only for Live "
+                "connections, and a token_provider is not used for REST (pass api_key too)",
+                field="api_key",
+            )
+        if self._base_url is None:
+            root = GEMINI_REST_ROOT
+        else:
+            root = ("https" if self._base_url.startswith("wss:") else "http") + (
+                self._base_url[self._base_url.index(":"):])
+        headers = {"user-agent": _user_agent(), "x-goog-api-client": _user_agent(),
+                   "x-goog-api-key": key}
+        headers.update(self._headers)
+        return root, key, headers
+
+    def _validate_model(self, name: str, timeout: float) -> None:
+        """``connect(validate_model=True)``: the model exists here and speaks Live."""
+        version = self._api_version or "v1beta"
+        try:
+            info = self._get_model(name, rest_options(timeout, total_timeout=timeout))
+        except NotFound as exc:
+            raise NotFound(
+                exc.status_code, "model %s was not found on API version %s (%s)"
+                % (name, version, exc.message or "no message"),
+                status=exc.status, operation=exc.operation,
+            ) from exc
+        if not info.supports_live:
+            raise InvalidConfig(
+                "model %s does not support the Live API on %s: bidiGenerateContent is not "
+                "among its methods (%s); Live models: [m.id for m in client.list_models() "
+                "if m.supports_live]" % (
+                    name, version, ", ".join(info.supported_generation_methods) or "none"),
+                field="model",
+            )
+
     def connect(
         self,
         model: str,
         *,
         config: Union[LiveConfig, Mapping[str, Any], None] = None,
+        validate_model: bool = False,
         # Callbacks: each takes one argument and runs on the dispatcher thread.
         on_message: Optional[Callable[[LiveServerMessage], Any]] = None,
         on_goaway: Optional[Callable[[GoAway], Any]] = None,
@@ -276,6 +414,8 @@ class Client:
         resumption_handle: Optional[str] = None,
         handle_store: Optional[HandleStore] = None,
         session_key: Optional[str] = None,
+        takeover: bool = False,
+        takeover_timeout: float = 30.0,
         # Timeouts and keepalive, in seconds.
         open_timeout: float = 10.0,
         close_timeout: float = 5.0,
@@ -303,6 +443,11 @@ class Client:
         Args:
             model: e.g. ``"gemini-live-2.5-flash-preview"``.
             config: a :class:`LiveConfig`, or a mapping in snake_case or camelCase.
+            validate_model: before dialing, look the model up over REST
+                (:meth:`get_model`, bounded by ``open_timeout``) and fail early
+                with :class:`NotFound` when the API version does not have it, or
+                :class:`InvalidConfig` (field ``model``) when it does not support
+                ``bidiGenerateContent``. Gemini API with an API key only.
             on_message: every server message, in order.
             on_goaway: the ``goAway`` payload (rotation is automatic).
             on_resumption_update: every ``sessionResumptionUpdate`` payload.
@@ -317,6 +462,17 @@ class Client:
             handle_store: persist handles under ``session_key`` (see :mod:`livesync.store`);
                 a stored handle is used when ``resumption_handle`` is None.
             session_key: the key in ``handle_store`` (a non-empty string); required with it.
+                With a store that has leases (:class:`~livesync.store.LeaseStore`:
+                the memory and Redis stores), the session holds the key's lease
+                until it ends; another session connecting with the key gets
+                :class:`~livesync.SessionBusy`, before anything is dialed.
+            takeover: if another session holds ``session_key``, ask it to hand the
+                conversation over instead of raising ``SessionBusy``: it finishes
+                at its next safe point (see ``docs/handle-stores.md``), saves its
+                handle and ends with :class:`~livesync.SessionHandedOver`; this
+                session then resumes with that handle. Needs a store with leases.
+            takeover_timeout: the longest wait for the holder to hand over, in
+                seconds; ``connect`` may block this long plus ``open_timeout``.
             open_timeout: bound on dial + setup of each connection.
             close_timeout: bound on ``close()``.
             write_timeout: bound on one socket write; a stuck write drops the connection.
@@ -345,6 +501,8 @@ class Client:
             InvalidStatus: the upgrade was refused (e.g. 401, 404, 429).
             SetupRejected: the server closed before ``setupComplete`` (code, reason).
             ConnectTimeout: no ``setupComplete`` within ``open_timeout``.
+            SessionBusy: another session holds ``session_key`` (and, with
+                ``takeover``, did not hand over within ``takeover_timeout``).
         """
         model_name = self.model_name(model)
         callbacks = Callbacks(
@@ -382,6 +540,7 @@ class Client:
                 field="logger",
             )
         _check_store(handle_store, session_key)
+        takeover_timeout = _check_takeover(takeover, takeover_timeout, handle_store)
         if resumption_handle is not None:
             _check_handle(resumption_handle)
         live_config = coerce_config(config)
@@ -396,6 +555,11 @@ class Client:
             if resumption_handle is not None:
                 _check_handle(resumption_handle, "session_resumption.handle")
         setup.pop("sessionResumption", None)
+        if not isinstance(validate_model, bool):
+            raise InvalidConfig("validate_model must be a bool, not %s"
+                                % _type_name(validate_model), field="validate_model")
+        if validate_model:
+            self._validate_model(model_name, open_timeout)
         dialer = Dialer(
             endpoint=self.endpoint,
             credential=self.credential,
@@ -416,6 +580,7 @@ class Client:
             max_buffered_media=max_buffered_media, max_buffered_messages=max_buffered_messages,
             max_receive_queue=max_receive_queue, max_queue=max_queue,
             max_queue_bytes=max_queue_bytes, logger=logger,
+            takeover=takeover, takeover_timeout=takeover_timeout,
         )
         session = open_session(dialer, setup, options, vertexai=self._vertexai)
         self._sessions.add(session)
@@ -654,6 +819,18 @@ def _check_count(value: object, name: str) -> int:
     if value < 1:
         raise InvalidConfig("%s must be at least 1, not %d" % (name, value), field=name)
     return int(value)
+
+
+def _check_takeover(takeover: object, timeout: object, handle_store: object) -> float:
+    """``takeover`` is a bool and needs a store with leases; return the timeout."""
+    if not isinstance(takeover, bool):
+        raise InvalidConfig(
+            "takeover must be a bool, not %s" % _type_name(takeover), field="takeover")
+    if takeover and not isinstance(handle_store, LeaseStore):
+        raise InvalidConfig(
+            "takeover=True needs a handle_store with leases (MemoryHandleStore or "
+            "RedisHandleStore; see livesync.store.LeaseStore)", field="takeover")
+    return _check_seconds(timeout, "takeover_timeout")
 
 
 def _check_store(handle_store: object, session_key: object) -> None:

@@ -8,13 +8,20 @@
     │   ├── InvalidStatus                           HTTP upgrade refused: .status_code, .retry_after
     │   ├── SetupRejected                           closed before setupComplete: .code, .reason
     │   ├── ConnectTimeout(ConnectError, TimeoutError)
-    │   └── TLSError                                certificate verification failed: .reason (fatal)
+    │   ├── TLSError                                certificate verification failed: .reason (fatal)
+    │   └── SessionBusy                             another connection holds the session key (lease)
     ├── ProtocolError                               malformed or unexpected server data
+    ├── RestError                                   REST call failed: .status_code, .message
+    │   ├── AuthError                               401/403, or 400 "API key not valid"
+    │   ├── NotFound                                404 (e.g. no such model on this API version)
+    │   ├── RateLimited                             429 after the retries: .retry_after
+    │   └── RestTimeout(RestError, TimeoutError)    no answer in time
     ├── InvalidState(LiveSyncError, AssertionError) operation illegal in the current state
     ├── SendQueueFull                               outbound buffer full and the policy says fail
     ├── ToolCallPending                             ask() got a tool call it cannot answer: .calls
     └── SessionClosed                               terminal: .code, .reason; __cause__ = root cause
         ├── SessionClosedOK                         user close or normal closure
+        │   └── SessionHandedOver                   another connection took the session over
         └── SessionClosedError                      anything else
             └── ReconnectExhausted                  .attempts: tuple of Attempt
 
@@ -30,18 +37,25 @@ from typing import Any, Optional, Tuple
 
 __all__ = [
     "Attempt",
+    "AuthError",
     "ConnectError",
     "ConnectTimeout",
     "InvalidConfig",
     "InvalidState",
     "InvalidStatus",
     "LiveSyncError",
+    "NotFound",
     "ProtocolError",
+    "RateLimited",
     "ReconnectExhausted",
+    "RestError",
+    "RestTimeout",
     "SendQueueFull",
     "SessionClosed",
     "SessionClosedError",
+    "SessionBusy",
     "SessionClosedOK",
+    "SessionHandedOver",
     "SetupRejected",
     "TLSError",
 ]
@@ -166,6 +180,35 @@ class TLSError(ConnectError):
         return "TLS setup failed: %s" % _elide(self.reason)
 
 
+class SessionBusy(ConnectError):
+    """Another connection holds the lease on this ``session_key``; nothing was dialed.
+
+    Only one connection may hold a Live session at a time (the service refuses a
+    resume while another connection is open). ``connect()`` raises this before
+    dialing when a handle store with leases says another session holds the key.
+
+    Attributes:
+        session_key: the key that is held.
+        waited: seconds ``connect(..., takeover=True)`` waited for the holder to
+            hand over, or None when no hand-over was asked for.
+    """
+
+    def __init__(self, session_key: str, *, waited: Optional[float] = None) -> None:
+        super().__init__(session_key, waited)
+        self.session_key = session_key
+        self.waited = waited
+
+    def __str__(self) -> str:
+        key = _elide(repr(self.session_key), 80)
+        if self.waited is None:
+            return ("session key %s is held by another connection; pass "
+                    "connect(..., takeover=True) to ask it to hand the conversation over, "
+                    "or close the other session" % key)
+        return ("session key %s is still held by another connection after waiting %.1fs "
+                "for a hand-over; the holder may be stuck (its lease expires if it stopped "
+                "renewing), retry later or raise takeover_timeout" % (key, self.waited))
+
+
 class ProtocolError(LiveSyncError):
     """The server sent data that is not a valid Live API message."""
 
@@ -226,6 +269,24 @@ class SessionClosedOK(SessionClosed):
     """The session was closed by the user, or ended normally."""
 
 
+class SessionHandedOver(SessionClosedOK):
+    """Another connection asked for this session's ``session_key`` (``takeover=True``)
+    and this session handed the conversation over: it saved its latest handle,
+    closed its connection, released its lease and stopped.
+
+    ``code`` is 1000 and ``reason`` ``"handed over"``. It is the ``error`` of the
+    final :class:`~livesync.Closed` event, and sends (or ``ask()``) afterwards raise it.
+    """
+
+    def __init__(self, session_key: str = "") -> None:
+        super().__init__(1000, "handed over")
+        self.session_key = session_key
+
+    def __str__(self) -> str:
+        return "session closed: handed over session key %s to another connection" % (
+            _elide(repr(self.session_key), 80))
+
+
 class SessionClosedError(SessionClosed):
     """The session ended because of an error."""
 
@@ -272,3 +333,54 @@ class ToolCallPending(LiveSyncError):
             str(getattr(c, "id", None) or "-"), 40)) for c in self.calls)
         return ("the model called %s and nothing answers it: pass ask(..., tools={...}) "
                 "or answer with send_tool_response()" % names)
+
+
+class RestError(LiveSyncError):
+    """A REST call (minting a token, looking up a model) failed.
+
+    ``status_code`` is the HTTP status, or None when no response arrived (the
+    connection failed or timed out). ``status`` is Google's error status
+    (``"NOT_FOUND"``, ``"PERMISSION_DENIED"``, ...) when the body had one,
+    ``message`` the server's message (elided), ``operation`` what was called
+    (``"POST /v1alpha/auth_tokens"``) and ``retry_after`` the server's
+    ``Retry-After`` in seconds. No field holds a key, a token or a header.
+    """
+
+    def __init__(
+        self,
+        status_code: Optional[int],
+        message: str = "",
+        *,
+        status: str = "",
+        operation: str = "",
+        retry_after: Optional[float] = None,
+    ) -> None:
+        super().__init__(status_code, message)
+        self.status_code = status_code
+        self.message = _elide(message, 300)
+        self.status = status
+        self.operation = operation
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        text = (self.operation + " failed") if self.operation else "REST call failed"
+        if self.status_code is not None:
+            text += ": HTTP %d" % self.status_code
+            text += (" " + self.status) if self.status else ""
+        return text + (": " + self.message if self.message else "")
+
+
+class AuthError(RestError):
+    """The server refused the credentials: HTTP 401 or 403, or 400 "API key not valid"."""
+
+
+class NotFound(RestError):
+    """HTTP 404: no such model (on this API version), or no such method."""
+
+
+class RateLimited(RestError):
+    """HTTP 429 after the retries: quota or rate limit (``retry_after`` when sent)."""
+
+
+class RestTimeout(RestError, TimeoutError):
+    """No answer within the timeout (per request) or the total time budget of the retries."""

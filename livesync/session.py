@@ -15,7 +15,8 @@ import warnings
 import weakref
 from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Union
 
-from ._driver import Dialer, Driver, SessionOptions
+from ._driver import LOGGER, Dialer, Driver, SessionOptions
+from ._lease import acquire
 from .events import SessionStats, Turn
 from .types import Blob, Content, FunctionResponse, LiveServerMessage, Part, Tool
 
@@ -222,7 +223,8 @@ class Session:
         """
         return self._driver.ask(text, timeout=timeout, interrupt=interrupt, tools=tools)
 
-    def close(self, code: int = 1000, reason: str = "", *, timeout: Optional[float] = None) -> None:
+    def close(self, code: int = 1000, reason: str = "", *, timeout: Optional[float] = None,
+              forget: bool = False) -> None:
         """Close the session. Idempotent; never raises "already closed".
 
         From a normal thread: blocks until ``on_close`` has run and every livesync
@@ -237,11 +239,17 @@ class Session:
             code: 1000 (normal), 1001, 1002, 1003, 1007–1011 or 3000–4999.
             reason: cut at a character boundary to fit the 123 bytes of a close frame.
             timeout: seconds; None uses ``close_timeout``.
+            forget: the conversation is really over: delete its stored handle
+                (``handle_store``/``session_key``) instead of saving it, then
+                release the lease, so the next ``connect`` with that key starts
+                a new conversation. On a session that already ended it still
+                deletes the handle, unless the session was handed over or
+                another session holds the key now (blocking for one store call).
 
         Raises:
             InvalidConfig: a close code a client may not send, or a bad argument.
         """
-        self._driver.close(code, reason, timeout=timeout)
+        self._driver.close(code, reason, timeout=timeout, forget=forget)
 
     def wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Block until the session has ended; return False on timeout. Any thread.
@@ -261,8 +269,18 @@ def open_session(dialer: Dialer, setup: Mapping[str, Any], options: SessionOptio
                  vertexai: bool = False, rng: Optional[random.Random] = None) -> Session:
     """Make a session, start its threads and wait for the first ``setupComplete``
     (on the caller's thread; ``Client.connect``)."""
-    driver = Driver(dialer, setup, options, vertexai=vertexai, rng=rng)
-    driver._start()
+    # Take the session key's lease before anything is dialed, and before the
+    # stored handle is loaded: a holder handing over saves its last handle first.
+    log = options.logger or LOGGER
+    lease = acquire(options.handle_store, options.session_key, takeover=options.takeover,
+                    timeout=options.takeover_timeout, log=log)
+    try:
+        driver = Driver(dialer, setup, options, vertexai=vertexai, rng=rng, lease=lease)
+    except BaseException:
+        if lease is not None:
+            lease.release(log)
+        raise
+    driver._start()  # on failure the supervisor's teardown has released the lease
     session = Session(driver)
     weakref.finalize(session, _abandoned, driver).atexit = False  # _close_at_exit does it
     _LIVE.add(driver)

@@ -21,9 +21,13 @@ Three stores ship with livesync:
   (``pip install 'livesync[redis]'``).
 
 Any object with ``load``, ``save`` and ``delete`` methods satisfies
-:class:`HandleStore`. Methods of every store may be called from any thread;
-they are quick and bounded, and they raise store errors (``OSError``, Redis
-errors, ``TimeoutError``) to the caller as they are.
+:class:`HandleStore`. A store that also has the lease methods of
+:class:`LeaseStore` (:class:`MemoryHandleStore` and :class:`RedisHandleStore`)
+lets only one session at a time hold a session key: a second ``connect`` raises
+:class:`~livesync.SessionBusy`, or with ``takeover=True`` asks the holder to hand
+the conversation over (see ``docs/handle-stores.md``). Methods of every store
+may be called from any thread; they are quick and bounded, and they raise store
+errors (``OSError``, Redis errors, ``TimeoutError``) to the caller as they are.
 
 Handles are bearer capabilities: they never appear in logs, reprs or exception
 text (at most their length and an 8-character prefix).
@@ -62,9 +66,11 @@ if sys.platform != "win32":
     import fcntl
 
 __all__ = [
+    "DEFAULT_LEASE_TTL",
     "DEFAULT_TTL",
     "FileHandleStore",
     "HandleStore",
+    "LeaseStore",
     "MemoryHandleStore",
     "RedisHandleStore",
     "StoredHandle",
@@ -74,6 +80,9 @@ logger = logging.getLogger("livesync.session")
 
 DEFAULT_TTL: Final = 7200.0
 """Default lifetime of a stored handle in seconds (the Live API's two hours)."""
+
+DEFAULT_LEASE_TTL: Final = 15.0
+"""Default lifetime of a lease in seconds; its holder renews it every third of that."""
 
 DEFAULT_LOCK_TIMEOUT: Final = 2.0
 """Default bound, in seconds, on waiting for a :class:`FileHandleStore` lock."""
@@ -162,6 +171,56 @@ class HandleStore(Protocol):
         ...
 
 
+@runtime_checkable
+class LeaseStore(Protocol):
+    """A store that also decides which session holds a session key: a lease.
+
+    A lease is ``(key -> owner)`` with an expiry of :attr:`lease_ttl` seconds.
+    The session holding it renews it every ``lease_ttl / 3`` seconds from its
+    supervisor thread and releases it when it closes; a holder that died loses
+    it when it expires. A session that wants the key while another holds it
+    records a takeover request, which the holder polls (see
+    ``docs/handle-stores.md``, "hand-over").
+
+    Owners and requesters are opaque, unique strings made by the session. Every
+    method must be atomic with respect to other processes sharing the store,
+    safe to call from any thread, and bounded; store errors are raised.
+    """
+
+    @property
+    def lease_ttl(self) -> float:
+        """Lifetime of a lease in seconds, from its last acquire or renewal."""
+        ...
+
+    def acquire_lease(self, key: str, owner: str) -> bool:
+        """Take the lease on ``key`` for ``owner`` if it is free, expired or ``owner``'s
+        already; return whether ``owner`` holds it now. Withdraws ``owner``'s own
+        takeover request when it succeeds."""
+        ...
+
+    def renew_lease(self, key: str, owner: str) -> bool:
+        """Extend ``owner``'s lease by ``lease_ttl`` (taking it again if it expired and
+        nobody else took it); False if another owner holds it."""
+        ...
+
+    def release_lease(self, key: str, owner: str) -> bool:
+        """Free the lease if ``owner`` holds it (compare-and-delete); return whether it did."""
+        ...
+
+    def request_takeover(self, key: str, requester: str, ttl: float) -> None:
+        """Ask the holder of ``key`` to hand over to ``requester``; the request
+        lapses after ``ttl`` seconds. The latest request replaces earlier ones."""
+        ...
+
+    def takeover_requested(self, key: str) -> Optional[str]:
+        """The requester of a pending takeover of ``key``, or None."""
+        ...
+
+    def cancel_takeover(self, key: str, requester: str) -> None:
+        """Withdraw ``requester``'s takeover request (another's is left alone)."""
+        ...
+
+
 def _check_key(key: object) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidConfig("key must be a non-empty string", field="key")
@@ -196,22 +255,31 @@ def _check_clock(clock: object) -> Clock:
 class MemoryHandleStore:
     """Keep handles in a dict, for reconnects within one process.
 
+    It is also a :class:`LeaseStore`: sessions of one process sharing it hold a
+    session key one at a time.
+
     Args:
         ttl: lifetime of a handle in seconds, counted from ``issued_at``.
-        clock: returns the current time as ``time.time()`` does (for tests).
+        lease_ttl: lifetime of a lease in seconds (see :class:`LeaseStore`).
+        clock: returns the current time as ``time.time()`` does (for tests);
+            handle and lease expiry both follow it.
 
     Raises:
-        InvalidConfig: ``ttl`` is not a positive number.
+        InvalidConfig: ``ttl`` or ``lease_ttl`` is not a positive number.
 
     All methods may be called from any thread; they take one lock briefly,
     never block otherwise and never raise except for invalid arguments.
     """
 
-    def __init__(self, *, ttl: float = DEFAULT_TTL, clock: Clock = time.time) -> None:
+    def __init__(self, *, ttl: float = DEFAULT_TTL, lease_ttl: float = DEFAULT_LEASE_TTL,
+                 clock: Clock = time.time) -> None:
         self._ttl = _check_positive(ttl, "ttl")
+        self._lease_ttl = _check_positive(lease_ttl, "lease_ttl")
         self._clock = _check_clock(clock)
         self._lock = threading.Lock()
         self._handles: Dict[str, StoredHandle] = {}
+        self._leases: Dict[str, Tuple[str, float]] = {}  # key -> (owner, expires at)
+        self._takeovers: Dict[str, Tuple[str, float]] = {}  # key -> (requester, expires at)
 
     @property
     def ttl(self) -> float:
@@ -271,6 +339,89 @@ class MemoryHandleStore:
         _check_key(key)
         with self._lock:
             self._handles.pop(key, None)
+
+    # Leases (LeaseStore).
+
+    @property
+    def lease_ttl(self) -> float:
+        """Lifetime of a lease in seconds."""
+        return self._lease_ttl
+
+    def acquire_lease(self, key: str, owner: str) -> bool:
+        """See :meth:`LeaseStore.acquire_lease`."""
+        _check_key(key)
+        _check_owner(owner)
+        with self._lock:
+            if not self._take_lease(key, owner):
+                return False
+            if _live(self._takeovers, key, self._clock()) == owner:
+                del self._takeovers[key]
+            return True
+
+    def renew_lease(self, key: str, owner: str) -> bool:
+        """See :meth:`LeaseStore.renew_lease`."""
+        _check_key(key)
+        _check_owner(owner)
+        with self._lock:
+            return self._take_lease(key, owner)
+
+    def release_lease(self, key: str, owner: str) -> bool:
+        """See :meth:`LeaseStore.release_lease`."""
+        _check_key(key)
+        _check_owner(owner)
+        with self._lock:
+            if _live(self._leases, key, self._clock()) != owner:
+                return False
+            del self._leases[key]
+            return True
+
+    def request_takeover(self, key: str, requester: str, ttl: float) -> None:
+        """See :meth:`LeaseStore.request_takeover`."""
+        _check_key(key)
+        _check_owner(requester, "requester")
+        ttl = _check_positive(ttl, "ttl")
+        with self._lock:
+            self._takeovers[key] = (requester, self._clock() + ttl)
+
+    def takeover_requested(self, key: str) -> Optional[str]:
+        """See :meth:`LeaseStore.takeover_requested`."""
+        _check_key(key)
+        with self._lock:
+            return _live(self._takeovers, key, self._clock())
+
+    def cancel_takeover(self, key: str, requester: str) -> None:
+        """See :meth:`LeaseStore.cancel_takeover`."""
+        _check_key(key)
+        _check_owner(requester, "requester")
+        with self._lock:
+            if _live(self._takeovers, key, self._clock()) == requester:
+                del self._takeovers[key]
+
+    def _take_lease(self, key: str, owner: str) -> bool:
+        """With ``_lock`` held: (re)take the lease if free, expired or ``owner``'s."""
+        now = self._clock()
+        holder = _live(self._leases, key, now)
+        if holder is not None and holder != owner:
+            return False
+        self._leases[key] = (owner, now + self._lease_ttl)
+        return True
+
+
+def _check_owner(owner: object, name: str = "owner") -> str:
+    if not isinstance(owner, str) or not owner:
+        raise InvalidConfig("%s must be a non-empty string" % name, field=name)
+    return owner
+
+
+def _live(entries: Dict[str, Tuple[str, float]], key: str, now: float) -> Optional[str]:
+    """The owner in ``entries[key]`` unless it expired (an expired entry is removed)."""
+    entry = entries.get(key)
+    if entry is None:
+        return None
+    if now >= entry[1]:
+        del entries[key]
+        return None
+    return entry[0]
 
 
 # One in-process lock per file path. flock() already excludes other open file
@@ -569,6 +720,28 @@ class FileHandleStore:
                 os.close(fd)
 
 
+#: The lease scripts; each touches exactly one key, so it is atomic in Redis.
+_LUA: Final = {
+    # Take or extend: set KEYS[1] to ARGV[1] for ARGV[2] ms if it is free or already
+    # ARGV[1]'s; 0 if another owner holds it.
+    "take": """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+""",
+    # Compare-and-delete: delete KEYS[1] only if it holds ARGV[1].
+    "unlock": """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+""",
+}
+
+
 def _redact_url(url: str) -> str:
     """Return ``url`` without credentials or query, for reprs."""
     try:
@@ -607,6 +780,11 @@ class RedisHandleStore:
     vanish by themselves when the handle lifetime ends. The last ``save``
     wins.
 
+    It is also a :class:`LeaseStore`: the lease on a session key is the Redis key
+    ``<lease_prefix>lease:<key>`` holding its owner with a ``PX`` expiry, taken
+    and extended by a compare-and-set Lua script and released by a
+    compare-and-delete one; a takeover request is ``<lease_prefix>takeover:<key>``.
+
     The ``redis`` package is optional: install it with
     ``pip install 'livesync[redis]'``.
 
@@ -616,8 +794,12 @@ class RedisHandleStore:
         client: a ready ``redis.Redis`` client to use instead of ``url``;
             its timeouts and retries are left as they are and ``close()``
             does not close it.
-        prefix: prepended to every key, to share one database between uses.
+        prefix: prepended to every handle key, to share one database between uses.
+        lease_prefix: prepended to the lease and takeover keys
+            (``<lease_prefix>lease:<key>``, ``<lease_prefix>takeover:<key>``); give
+            each app sharing a database its own.
         ttl: lifetime of a handle in seconds, counted from ``issued_at``.
+        lease_ttl: lifetime of a lease in seconds (see :class:`LeaseStore`).
         timeout: socket connect and read timeout in seconds for the client
             built from ``url``; that client does not retry, so a call fails
             within about ``2 * timeout`` when Redis is unreachable.
@@ -637,16 +819,23 @@ class RedisHandleStore:
         *,
         client: Optional[Any] = None,
         prefix: str = "livesync:handle:",
+        lease_prefix: str = "livesync:",
         ttl: float = DEFAULT_TTL,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
         timeout: float = DEFAULT_REDIS_TIMEOUT,
         clock: Clock = time.time,
     ) -> None:
         if not isinstance(prefix, str):
             raise InvalidConfig("prefix must be a string", field="prefix")
+        if not isinstance(lease_prefix, str):
+            raise InvalidConfig("lease_prefix must be a string", field="lease_prefix")
         self._prefix = prefix
+        self._lease_prefix = lease_prefix
         self._ttl = _check_positive(ttl, "ttl")
+        self._lease_ttl = _check_positive(lease_ttl, "lease_ttl")
         timeout = _check_positive(timeout, "timeout")
         self._clock = _check_clock(clock)
+        self._scripts: Dict[str, Any] = {}
         if client is not None:
             self._client = client
             self._owns_client = False
@@ -740,6 +929,91 @@ class RedisHandleStore:
             redis.exceptions.RedisError: Redis failed or is unreachable.
         """
         self._client.delete(self.redis_key(key))
+
+    # Leases (LeaseStore).
+
+    @property
+    def lease_ttl(self) -> float:
+        """Lifetime of a lease in seconds."""
+        return self._lease_ttl
+
+    def lease_key(self, key: str) -> str:
+        """Return the Redis key holding the lease on ``key``: ``<lease_prefix>lease:<key>``."""
+        return self._lease_prefix + "lease:" + _check_key(key)
+
+    def takeover_key(self, key: str) -> str:
+        """Return the Redis key holding a takeover request: ``<lease_prefix>takeover:<key>``."""
+        return self._lease_prefix + "takeover:" + _check_key(key)
+
+    def acquire_lease(self, key: str, owner: str) -> bool:
+        """See :meth:`LeaseStore.acquire_lease`: one atomic script on the lease key
+        (``SET ... PX`` when free or ``owner``'s), then a compare-and-delete of
+        ``owner``'s own takeover request.
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed or is unreachable.
+        """
+        if not self._run("take", self.lease_key(key), _check_owner(owner), self._lease_ms()):
+            return False
+        self._run("unlock", self.takeover_key(key), owner)
+        return True
+
+    def renew_lease(self, key: str, owner: str) -> bool:
+        """See :meth:`LeaseStore.renew_lease` (compare-and-extend, atomic).
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed or is unreachable.
+        """
+        return self._run("take", self.lease_key(key), _check_owner(owner), self._lease_ms())
+
+    def release_lease(self, key: str, owner: str) -> bool:
+        """See :meth:`LeaseStore.release_lease` (compare-and-delete, atomic).
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed or is unreachable.
+        """
+        return self._run("unlock", self.lease_key(key), _check_owner(owner))
+
+    def request_takeover(self, key: str, requester: str, ttl: float) -> None:
+        """See :meth:`LeaseStore.request_takeover` (``SET ... PX ttl``).
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed or is unreachable.
+        """
+        redis_key = self.takeover_key(key)
+        _check_owner(requester, "requester")
+        milliseconds = max(1, int(math.ceil(_check_positive(ttl, "ttl") * 1000.0)))
+        self._client.set(redis_key, requester, px=milliseconds)
+
+    def takeover_requested(self, key: str) -> Optional[str]:
+        """See :meth:`LeaseStore.takeover_requested`.
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed or is unreachable.
+        """
+        raw = self._client.get(self.takeover_key(key))
+        if raw is None:
+            return None
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    def cancel_takeover(self, key: str, requester: str) -> None:
+        """See :meth:`LeaseStore.cancel_takeover` (compare-and-delete, atomic).
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed or is unreachable.
+        """
+        self._run("unlock", self.takeover_key(key), _check_owner(requester, "requester"))
+
+    def _lease_ms(self) -> int:
+        return max(1, int(math.ceil(self._lease_ttl * 1000.0)))
+
+    def _run(self, name: str, redis_key: str, *args: Any) -> bool:
+        """Run one of the lease scripts on one key (one key each: cluster-safe)."""
+        script = self._scripts.get(name)
+        if script is None:
+            # register_script makes no round trip; EVALSHA falls back to EVAL once.
+            script = self._scripts[name] = self._client.register_script(_LUA[name])
+        return bool(script(keys=[redis_key], args=list(args)))
 
     def close(self) -> None:
         """Close the connections of the client built from ``url``; idempotent.

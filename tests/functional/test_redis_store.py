@@ -373,3 +373,116 @@ def test_server_restart_is_survived(redis_server, make_store):
     saved = handle()
     store.save("k", saved)
     assert store.load("k") == saved
+
+
+# Leases
+
+
+def test_lease_keys_and_expiry(make_store, raw):
+    """A lease is <lease_prefix>lease:<key> holding the owner with a PX expiry of lease_ttl;
+    a takeover request is <lease_prefix>takeover:<key> with the requester's ttl."""
+    store = make_store(lease_ttl=30.0)
+    assert store.acquire_lease("chat", "owner-a")
+    assert raw.get("livesync:lease:chat") == b"owner-a"
+    assert 29_000 < raw.pttl("livesync:lease:chat") <= 30_000
+    store.request_takeover("chat", "owner-b", 5.0)
+    assert raw.get("livesync:takeover:chat") == b"owner-b"
+    assert 4_000 < raw.pttl("livesync:takeover:chat") <= 5_000
+    assert store.takeover_requested("chat") == "owner-b"
+    assert store.lease_key("chat") == "livesync:lease:chat"
+    assert make_store(lease_prefix="app:").takeover_key("chat") == "app:takeover:chat"
+
+
+def test_lease_compare_and_set(make_store):
+    """Only the owner renews or releases; another owner is refused until release or expiry."""
+    worker_a, worker_b = make_store(lease_ttl=30.0), make_store(lease_ttl=30.0)
+    assert worker_a.acquire_lease("chat", "a")
+    assert worker_a.acquire_lease("chat", "a")  # one's own lease: idempotent
+    assert not worker_b.acquire_lease("chat", "b")
+    assert not worker_b.renew_lease("chat", "b")
+    assert not worker_b.release_lease("chat", "b")
+    assert worker_a.renew_lease("chat", "a")
+    assert worker_a.release_lease("chat", "a")
+    assert not worker_a.release_lease("chat", "a")
+    assert worker_b.acquire_lease("chat", "b")
+
+
+def test_lease_expires_in_redis(make_store, raw):
+    """An unrenewed lease vanishes after lease_ttl; renewing extends it."""
+    store = make_store(lease_ttl=4 * TIMEOUT)
+    assert store.acquire_lease("chat", "a")
+    assert store.renew_lease("chat", "a")
+    assert wait_for(lambda: not raw.exists("livesync:lease:chat"), 16 * TIMEOUT)
+    assert make_store().acquire_lease("chat", "b")
+    assert not store.renew_lease("chat", "a")
+
+
+def test_acquire_withdraws_only_ones_own_request(make_store, raw):
+    """Acquiring deletes the acquirer's takeover request, never another's."""
+    store = make_store()
+    store.request_takeover("chat", "b", 5.0)
+    assert store.acquire_lease("chat", "a")
+    assert store.takeover_requested("chat") == "b"
+    store.cancel_takeover("chat", "a")
+    assert store.takeover_requested("chat") == "b"
+    assert store.release_lease("chat", "a")
+    assert store.acquire_lease("chat", "b")
+    assert not raw.exists("livesync:takeover:chat")
+
+
+def test_lease_acquire_is_atomic_across_workers(make_store):
+    """Many workers (own connections, one thread each) race for a key: exactly one wins."""
+    stores = [make_store() for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    wins = []
+
+    def race(n: int) -> None:
+        barrier.wait(10)
+        if stores[n].acquire_lease("chat", "owner-%d" % n):
+            wins.append(n)
+
+    threads = [threading.Thread(target=race, args=(n,), name="test-redis-lease-%d" % n)
+               for n in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(wins) == 1
+
+
+def test_leases_with_a_decoding_client(redis_server, make_store):
+    """A user client that decodes responses works with the lease scripts too."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=2)
+    try:
+        store = RedisHandleStore(client=client)
+        assert store.acquire_lease("chat", "a")
+        assert not make_store().acquire_lease("chat", "b")
+        store.request_takeover("chat", "b", 5.0)
+        assert store.takeover_requested("chat") == "b"
+        assert store.release_lease("chat", "a")
+    finally:
+        client.close()
+
+
+def test_redis_holder_hands_over_to_another_worker(redis_server, make_store, emulator):
+    """Two 'workers' (own RedisHandleStore each): the second connects with takeover=True,
+    the first hands over; one server session, each turn consumed once."""
+    import livesync
+
+    client = livesync.Client(api_key=emulator.api_key, base_url=emulator.base_url)
+    kwargs = dict(config={"response_modalities": ["TEXT"]}, session_key="user-1")
+    first = client.connect("gemini-live-2.5-flash-preview", handle_store=make_store(), **kwargs)
+    try:
+        first.ask("My name is Ada.", timeout=20 * TIMEOUT)
+        with pytest.raises(livesync.SessionBusy):
+            client.connect("gemini-live-2.5-flash-preview", handle_store=make_store(), **kwargs)
+        with client.connect("gemini-live-2.5-flash-preview", handle_store=make_store(),
+                            takeover=True, **kwargs) as second:
+            assert first.wait_closed(10 * TIMEOUT)
+            assert second.ask("What did I say?", timeout=20 * TIMEOUT).text == (
+                "Earlier you said: My name is Ada.")
+    finally:
+        first.close()
+    assert len(emulator.sessions) == 1

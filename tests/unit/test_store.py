@@ -661,3 +661,107 @@ def test_redis_with_client_object(clock):
     store.save("k", handle(issued_at=clock.now - 100))
     assert fake.data == {}
     store.close()  # does not close a client it did not create
+
+
+# Leases (MemoryHandleStore; RedisHandleStore in tests/functional/test_redis_store.py)
+
+
+def test_lease_stores_satisfy_the_lease_protocol(tmp_path):
+    """Memory and Redis stores have leases; the file store and a bare HandleStore do not."""
+    from livesync.store import LeaseStore
+
+    assert isinstance(MemoryHandleStore(), LeaseStore)
+    assert not isinstance(FileHandleStore(tmp_path / "h.json"), LeaseStore)
+    assert MemoryHandleStore(lease_ttl=3.0).lease_ttl == 3.0
+
+
+def test_lease_is_exclusive_until_released(clock):
+    """One owner at a time; re-acquiring one's own lease succeeds; only the owner releases."""
+    store = MemoryHandleStore(clock=clock)
+    assert store.acquire_lease("k", "a")
+    assert store.acquire_lease("k", "a")
+    assert not store.acquire_lease("k", "b")
+    assert store.acquire_lease("other", "b")  # keys are independent
+    assert not store.release_lease("k", "b")
+    assert not store.acquire_lease("k", "b")
+    assert store.release_lease("k", "a")
+    assert not store.release_lease("k", "a")  # idempotent: already free
+    assert store.acquire_lease("k", "b")
+
+
+def test_lease_expires_unless_renewed(clock):
+    """A lease lasts lease_ttl from its last acquire or renewal; then anyone may take it."""
+    store = MemoryHandleStore(lease_ttl=10.0, clock=clock)
+    assert store.acquire_lease("k", "a")
+    clock.now += 9.0
+    assert store.renew_lease("k", "a")
+    clock.now += 9.0
+    assert not store.acquire_lease("k", "b")  # renewed 9 s ago: still a's
+    clock.now += 1.0
+    assert store.acquire_lease("k", "b")  # expired
+    assert not store.renew_lease("k", "a")  # a lost it
+    assert not store.release_lease("k", "a")
+    assert store.release_lease("k", "b")
+
+
+def test_renew_retakes_a_free_lease(clock):
+    """Renewing an expired lease nobody took takes it again."""
+    store = MemoryHandleStore(lease_ttl=1.0, clock=clock)
+    assert store.acquire_lease("k", "a")
+    clock.now += 5.0
+    assert store.renew_lease("k", "a")
+    assert not store.acquire_lease("k", "b")
+
+
+def test_takeover_requests(clock):
+    """The latest request wins, lapses after its ttl, is withdrawn only by its
+    requester, and an acquire by the requester withdraws it."""
+    store = MemoryHandleStore(clock=clock)
+    assert store.takeover_requested("k") is None
+    store.request_takeover("k", "b", 5.0)
+    store.request_takeover("k", "c", 5.0)
+    assert store.takeover_requested("k") == "c"
+    store.cancel_takeover("k", "b")
+    assert store.takeover_requested("k") == "c"
+    clock.now += 5.0
+    assert store.takeover_requested("k") is None
+    store.request_takeover("k", "b", 5.0)
+    assert store.acquire_lease("k", "c")  # someone else's request stays
+    assert store.takeover_requested("k") == "b"
+    assert store.release_lease("k", "c")
+    assert store.acquire_lease("k", "b")
+    assert store.takeover_requested("k") is None
+
+
+def test_lease_argument_validation():
+    """Empty keys, owners and requesters, and a bad lease_ttl raise InvalidConfig."""
+    store = MemoryHandleStore()
+    for call, field in ((lambda: store.acquire_lease("", "a"), "key"),
+                        (lambda: store.acquire_lease("k", ""), "owner"),
+                        (lambda: store.renew_lease("k", None), "owner"),
+                        (lambda: store.request_takeover("k", "", 1.0), "requester"),
+                        (lambda: store.request_takeover("k", "b", 0), "ttl"),
+                        (lambda: MemoryHandleStore(lease_ttl=0), "lease_ttl")):
+        with pytest.raises(InvalidConfig) as excinfo:
+            call()
+        assert excinfo.value.field == field
+
+
+def test_lease_acquire_is_atomic_across_threads(clock):
+    """Many threads racing for one free key: exactly one gets it."""
+    store = MemoryHandleStore(clock=clock)
+    barrier = threading.Barrier(8)
+    wins = []
+
+    def race(n):
+        barrier.wait(5)
+        if store.acquire_lease("k", "owner-%d" % n):
+            wins.append(n)
+
+    threads = [threading.Thread(target=race, args=(n,), name="test-lease-%d" % n)
+               for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(wins) == 1
