@@ -79,7 +79,9 @@ class Closed:
     Attributes:
         code: the last close code (1000 for a user close), None if none was seen.
         reason: the last close reason.
-        error: why the session failed, None for a clean close.
+        error: why the session failed, None for a clean close; a session that handed
+            its conversation over to another connection carries
+            :class:`~livesync.SessionHandedOver` (a ``SessionClosedOK``, not a failure).
         resumption_handle: the last resumable handle, to resume later (not in repr).
     """
 

@@ -34,6 +34,8 @@ BLOCKS = {
     "vertex": "vertexai=True",
     "emulator": "from livesync.emulator import Emulator",
     "logging": "logging.basicConfig",
+    "jupyter": "client.close()     # re-running",
+    "tokens": "EphemeralTokenProvider(os.environ",
 }
 
 
@@ -167,7 +169,7 @@ def test_vertex_and_ephemeral_token_clients_connect(readme: Readme) -> None:
     token = reply.json()["name"]
     _, source = block("vertex")
     assert '"auth_tokens/..."' in source
-    credentials = SimpleNamespace(token=emu.api_key)
+    credentials = SimpleNamespace(token=emu.api_key, valid=True, refresh=lambda request: None)
     run("vertex", readme.namespace(credentials=credentials),
         source.replace('"auth_tokens/..."', repr(token)))
     vertex, ephemeral = readme.clients[-2:]
@@ -211,3 +213,35 @@ def test_logging_block_shows_debug_records_without_the_key(
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         logger.setLevel(saved[2])
+
+
+def test_jupyter_block_renders_the_turn_with_an_audio_player(
+    readme: Readme, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-running the cell closes the previous session; the Turn saves and renders audio."""
+    monkeypatch.chdir(tmp_path)
+    namespace = readme.namespace()
+    try:
+        run("jupyter", namespace)
+        first = namespace["session"]
+        run("jupyter", namespace)  # the cell, run again
+        assert first.closed and not namespace["session"].closed
+        html = namespace["turn"]._repr_html_()
+        assert "<audio" in html and "Paris" in html
+        assert (tmp_path / "answer.wav").stat().st_size > 44
+    finally:
+        namespace["client"].close()
+
+
+def test_tokens_block_mints_a_token_per_dial(
+    readme: Readme, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The token snippet mints with the key and connects with a fresh token."""
+    import livesync.auth
+
+    monkeypatch.setattr(livesync.auth, "REST_ROOT", readme.emulator.rest_url)
+    run("tokens", readme.namespace())
+    assert capsys.readouterr().out == "The capital of Germany is Berlin.\n"
+    assert len(readme.emulator.tokens) == 2  # the one token, then one for the dial
+    (conn,) = readme.emulator.connections
+    assert conn.auth == "token_header"
