@@ -85,13 +85,18 @@ class Running:
         self.process.stdin.write(text)
         self.process.stdin.flush()
 
-    def finish(self, timeout: float = WAIT) -> str:
-        """Wait for the exit (kill after ``timeout``); return the stderr not yet expected."""
-        if self.process.stdin is not None:
+    def finish(self, timeout: float = WAIT, *, eof: bool = True) -> str:
+        """Wait for the exit (kill after ``timeout``); return the stderr not yet expected.
+
+        ``eof``: close stdin first (end of input); else only after the exit.
+        """
+        if eof and self.process.stdin is not None:
             self.process.stdin.close()
         try:
             self.process.wait(timeout)
         finally:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
@@ -190,7 +195,7 @@ def test_chat_ctrl_c(running: Callable[..., Running]) -> None:
     proc.write("What is the capital of Germany?\n")
     proc.expect(lambda line: line == "The capital of Germany is Berlin.")
     proc.process.send_signal(signal.SIGINT)
-    stderr = proc.finish()  # closes stdin only once the signal was sent
+    stderr = proc.finish(eof=False)  # an end of input racing the signal would exit 0
     assert proc.process.returncode == 130
     assert "Traceback" not in stderr
     assert "[closed: 1000]" in stderr
