@@ -8,7 +8,7 @@
   every dial (the first, each rotation, each resume) gets a fresh one-use token,
   because a resume may consume a use on the real service (a resume with a
   ``uses=1`` token was closed with 1011 "Token has been used too many times",
-  PROTOCOL-2026.md §4 item 10).
+  docs/protocol.md §6).
 * :func:`google_auth_token_provider` turns a ``google-auth`` credential into a
   Vertex AI ``token_provider`` that refreshes it when it is not valid.
 

@@ -1,4 +1,4 @@
-"""The setup handshake and its validation (PROTOCOL.md §2)."""
+"""The setup handshake and its validation (docs/protocol.md §3)."""
 
 from __future__ import annotations
 
