@@ -66,6 +66,9 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chat on the main thread; return 0, 1 (failure), 2 (no key) or 130 (Ctrl-C)."""
+    # Ctrl-C closes the session even when the shell started us with SIGINT ignored
+    # (a background job of a non-interactive shell inherits that).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.emulator:
             return run_with_emulator(args)
