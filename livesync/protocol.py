@@ -61,6 +61,10 @@ drop. Speech audio mixed with text turns under automatic activity detection can
 start generations livesync did not ask for; their output may be taken as
 evidence for a text turn sent at the same moment.
 
+A fresh session (the server refused the handle) gets what was never sent, plus
+the ``activityStart`` of an activity still open, so that it is inside the same
+activity as the application.
+
 Audio and video past ``max_buffered_media`` bytes are evicted oldest first.
 Evicting sent media loses nothing unless a resume happens before a handle covers
 it: only then is it counted as dropped. Evicting unsent media (queued during an
@@ -209,6 +213,7 @@ class SessionProtocol:
         self._media_bytes = 0
         self._messages = 0
         self._in_activity = False
+        self._open_activity: Optional[Outbound] = None  # activityStart of the open activity
         self._rtts: Deque[float] = deque(maxlen=8)
         self._reset_connection()
 
@@ -289,7 +294,17 @@ class SessionProtocol:
         self.handle_issued_at = None
         # Sent context updates are in the setup already; a fresh session needs no copy.
         self._take(lambda e: e.kind in ("context_update", "history") and e.sent_at is not None)
-        lost = [e for e in self._take(lambda e: e.sent_at is not None) if not e.in_history]
+        # An open activity is opened again: what the application sends until its
+        # activityEnd is inside an activity for the fresh session too.
+        reopen = self._open_activity
+        lost = [e for e in self._take(lambda e: e.sent_at is not None and e is not reopen)
+                if not e.in_history]
+        if reopen is not None and reopen not in self._queue:
+            if reopen in self._sent:
+                self._sent.remove(reopen)
+            else:  # a handle covered it already: it goes again, and counts again
+                self._messages += 1
+            self._queue.appendleft(reopen)
         lost_ids = self.tools.start_fresh()
         lost_ids += [i for i in self._held if i not in lost_ids]
         self._release_held(list(self._held))
@@ -331,6 +346,10 @@ class SessionProtocol:
             self._check_room()
         self._seq += 1
         entry = Outbound(self._seq, kind, text, tool_ids, turn=self._is_turn(kind, turn_complete))
+        if kind == "activity_start":
+            self._open_activity = entry
+        elif kind == "activity_end":
+            self._open_activity = None
         claimed = None
         if self.state is State.OPEN and self._may_send(entry, now) and (
                 not self._queue or kind == "tool_response" and self._held_back(now)):

@@ -505,3 +505,35 @@ def test_an_answer_to_a_cancelled_call_long_before_a_handle_is_covered() -> None
     handle(p, now=10.0)
     assert resume(p) == []
     assert p.counters.dropped == 0 and p.counters.unconfirmed == 0
+
+
+def test_an_activity_open_at_a_fresh_start_is_reopened_in_the_fresh_session() -> None:
+    """Found by the chaos soak: the server refused the handle while an activity was open.
+    The fresh session must be inside an activity too, else realtime text sent meanwhile
+    is a turn for the server but not for livesync (no evidence expected): replayed after
+    the next drop and answered twice."""
+    p = opened()
+    start = send(p, "activity_start")
+    p.start_fresh()
+    p.begin_connection(resume=False)
+    p.open()
+    reopened = p.next_to_send(1.0)
+    assert reopened is start and reopened.expects == "activity"
+    text = send(p, "text", json.dumps({"realtimeInput": {"text": "inside"}}), now=1.1)
+    assert not text.turn  # inside the activity, for the server as for livesync
+    end = send(p, "activity_end", now=1.2)
+    assert end.turn
+    assert p.counters.dropped == 0
+
+
+def test_a_covered_activity_start_is_sent_again_to_a_fresh_session() -> None:
+    """Even when a handle covered the activityStart, a fresh session needs it."""
+    p = opened(transparent=True)
+    start = send(p, "activity_start")
+    send(p, "audio", "{}", now=0.1)
+    p.receive(update(HANDLE_A, resumable=True, index=2), 50.0)  # consumed both
+    assert not p._sent
+    p.start_fresh()
+    p.begin_connection(resume=False)
+    p.open()
+    assert p.next_to_send(51.0) is start
