@@ -13,6 +13,7 @@ The rules (DESIGN.md §3.6):
   is sent (the server would end the whole session with 1008).
 - **Cancelled calls are never answered.** A response to a cancelled call is not
   sent (on this connection or any later one); it is reported as dropped.
+- **Calls of a refused session** (a fresh start) count as cancelled.
 - **Calls across a resume.** The server only issues a resumable handle while the
   model is idle, so a call received after the handle being resumed is unknown
   to the restored session. The replayed input makes the model ask again, under a
@@ -181,8 +182,16 @@ class ToolLedger:
         return set(forgotten)
 
     def start_fresh(self) -> List[str]:
-        """The server refused the handle: every call is gone; return held ids (lost)."""
+        """The server refused the handle: every call is gone; return held ids (lost).
+
+        Calls the application was shown count as cancelled: a late answer to one is
+        dropped and reported, not refused as unknown.
+        """
         lost = sorted(self._held)
+        gone = set(self._open) | set(self._renamed) | set(self._renamed.values())
+        gone.update(i for olds in self._forgotten.values() for i in olds)
+        for call_id in sorted(gone):
+            self._remember(call_id, cancelled=True)
         self._open.clear()
         self._since_handle.clear()
         self._forgotten.clear()

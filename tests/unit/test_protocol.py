@@ -537,3 +537,17 @@ def test_a_covered_activity_start_is_sent_again_to_a_fresh_session() -> None:
     p.begin_connection(resume=False)
     p.open()
     assert p.next_to_send(51.0) is start
+
+
+def test_a_late_answer_to_a_call_of_a_refused_session_is_dropped_not_raised() -> None:
+    """Found by the chaos soak: the app answers a call (re-issued under a new id) after
+    the server refused the handle. The call is gone with the old session: the answer is
+    dropped and reported, never an InvalidConfig for a call the app was shown."""
+    p = opened()
+    turn(p)
+    p.receive(msg({"toolCall": {"functionCalls": [{"id": "a", "name": "w", "args": {}}]}}), 0.1)
+    p.start_fresh()
+    assert p.tool_response([{"id": "a", "name": "w", "response": {}}], 0.2) is None
+    assert p.counters.dropped_tool_ids == ["a"]
+    with pytest.raises(InvalidConfig):  # an id never shown stays an error
+        p.tool_response([{"id": "zzz", "name": "w", "response": {}}], 0.3)
