@@ -28,15 +28,18 @@ import logging
 import threading
 import time
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import websocket
 from _common import (
     MODEL,
+    NO_GENAI,
     PATH,
     STREAM_PREFIX,
     emulator_process,
     encoded_chunk,
+    genai_client,
+    import_genai,
     median,
     setup_message,
     user_turn,
@@ -94,27 +97,13 @@ def run_livesync(base_url: str, api_key: str, count: int) -> float:
 def genai_runner() -> Optional[Callable[[str, str, int], float]]:
     """A google-genai consumer, or None (with the reason printed) if it cannot run."""
     try:
-        from google import genai
-    except ImportError as exc:
-        print("google-genai: skipped (%s)" % exc)
+        import_genai()
+    except ImportError:
+        print("google-genai: %s" % NO_GENAI)
         return None
 
-    def make_client(base_url: str, api_key: str) -> Any:
-        # A trailing "/" like the default base_url: the SDK then dials "//ws/...".
-        http_base = base_url.replace("ws://", "http://") + "/"
-        client = genai.Client(api_key=api_key,
-                              http_options={"base_url": http_base, "api_version": "v1beta"})
-        # google-genai always dials wss:// (it swaps the scheme of base_url) and
-        # passes an SSL context; the emulator is plain ws:// on loopback. Patch
-        # just those two private attributes; the URL itself (//ws/...) is theirs.
-        api = client._api_client
-        original = api._websocket_base_url
-        api._websocket_base_url = lambda *a, **k: original(*a, **k).replace("wss://", "ws://", 1)
-        api._websocket_ssl_ctx = {}
-        return client
-
     async def one_run(base_url: str, api_key: str, count: int) -> float:
-        client = make_client(base_url, api_key)
+        client = genai_client(base_url, api_key)
         async with client.aio.live.connect(
                 model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
             start = time.perf_counter()
@@ -171,6 +160,8 @@ def main() -> None:
     print("  livesync / raw          %7.2fx   (target >= 0.5)" % (ours / result[RAW]))
     if "google-genai" in result:
         print("  livesync / google-genai %7.2fx   (target >= 2)" % (ours / result["google-genai"]))
+    else:
+        print("  livesync / google-genai  %s" % NO_GENAI)
     if result[RAW] > 0.85 * result[CEILING]:
         print("  note: raw is near the emulator's send rate; livesync / raw is an upper bound")
 
