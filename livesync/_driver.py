@@ -158,17 +158,19 @@ class _Connection:
     ping_sent_at: Optional[float] = None
     standby_tried: bool = False
     resumed: bool = False  # set up with a resumption handle
-    last_sent: Tuple[str, float] = ("", 0.0)  # kind and time of the latest write
+    last_written: Optional[Outbound] = None  # the latest message written on it
 
     def ended(self, *, reached_setup: bool) -> Outcome:
         """How the connection ended, with what the supervisor knows about it."""
         now = time.monotonic()
-        kind, sent_at = self.last_sent
+        last = self.last_written
+        after_tool = last is not None and last.kind == "tool_response" and (
+            now - (last.sent_at or 0.0) < TOOL_RESPONSE_WINDOW)
         return dataclasses.replace(
             self.outcome, reached_setup=reached_setup, progressed=self.progressed,
             lived=max(0.0, now - self.opened_at) if reached_setup else 0.0,
             resumed=self.resumed,
-            after_tool_response=kind == "tool_response" and now - sent_at < TOOL_RESPONSE_WINDOW)
+            after_tool_response=after_tool)
 
 
 class _Rejected(Exception):
@@ -404,7 +406,7 @@ class Driver:
         except ConnectionLost:
             conn.transport.abort()
             return False
-        conn.last_sent = (entry.kind, time.monotonic())
+        conn.last_written = entry  # no clock read here: the send path is hot
         with self._lock:
             self._counters["messages_out"] += 1
             self._counters["bytes_out"] += size

@@ -59,7 +59,7 @@ from ._http import (
     rest_options,
 )
 from ._messages import build_setup
-from .client import _check_model
+from .client import _CREDENTIAL_RE, TOKEN_PREFIX, _check_credential, _check_model
 from .exceptions import InvalidConfig, ProtocolError
 from .types import LiveConfig, _GenerationFields, _safe_repr, _secret_hint
 
@@ -76,12 +76,10 @@ __all__ = [
 
 REST_ROOT = "https://generativelanguage.googleapis.com"
 TOKENS_PATH = "/v1alpha/auth_tokens"
-TOKEN_PREFIX = "auth_tokens/"
 
 # The service's defaults when a time is not sent (docs/protocol.md §2.1).
 _DEFAULT_EXPIRE = datetime.timedelta(minutes=30)
 _DEFAULT_NEW_SESSION_EXPIRE = datetime.timedelta(seconds=60)
-_CREDENTIAL_RE = re.compile(r"[\x21-\x7e]+")
 _FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 _GENERATION_NAMES = frozenset(f.name for f in dataclasses.fields(_GenerationFields))
 _UPPER_RE = re.compile(r"(?<!^)(?=[A-Z])")
@@ -445,16 +443,9 @@ def _user_agent() -> str:
 
 
 def _check_key(api_key: object) -> None:
-    """A real API key: visible ASCII, not a token (never echoed)."""
-    if not isinstance(api_key, str) or not api_key:
-        raise InvalidConfig(
-            "api_key must be a non-empty string, not %s" % type(api_key).__name__,
-            field="api_key",
-        )
-    if not _CREDENTIAL_RE.fullmatch(api_key):
-        raise InvalidConfig(
-            "api_key must not contain spaces, control or non-ASCII characters", field="api_key"
-        )
+    """A real API key: the Client's credential rule, and not a token (never echoed)."""
+    _check_credential(api_key, "api_key")
+    assert isinstance(api_key, str)
     if api_key.startswith(TOKEN_PREFIX):
         raise InvalidConfig(
             "api_key is an ephemeral token; tokens are minted with the real API key",
