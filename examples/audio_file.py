@@ -118,9 +118,9 @@ def run(client: livesync.Client, model: str, wav: Union[str, IO[bytes]], out: st
     audio.write_wav(out, bytes(reply.audio), audio.OUTPUT_RATE)
     print("wrote %s (%.2f s of 24 kHz audio)" % (
         out, len(reply.audio) / (audio.SAMPLE_WIDTH * audio.OUTPUT_RATE)))
-    print("connections %d, rotations %d, replayed %d, dropped %d" % (
+    print("connections %d, rotations %d, replayed %d (%d unconfirmed), dropped %d" % (
         stats.connections, stats.rotations_planned + stats.rotations_unplanned,
-        stats.replayed, stats.dropped))
+        stats.replayed, stats.unconfirmed, stats.dropped))
     return stats
 
 

@@ -59,7 +59,13 @@ from ._http import (
     rest_options,
 )
 from ._messages import build_setup
-from .client import _CREDENTIAL_RE, TOKEN_PREFIX, _check_credential, _check_model
+from .client import (
+    _CREDENTIAL_RE,
+    GEMINI_REST_ROOT,
+    TOKEN_PREFIX,
+    _check_credential,
+    _check_model,
+)
 from .exceptions import InvalidConfig, ProtocolError
 from .types import LiveConfig, _GenerationFields, _safe_repr, _secret_hint
 
@@ -74,7 +80,7 @@ __all__ = [
     "google_auth_token_provider",
 ]
 
-REST_ROOT = "https://generativelanguage.googleapis.com"
+REST_ROOT = GEMINI_REST_ROOT
 TOKENS_PATH = "/v1alpha/auth_tokens"
 
 # The service's defaults when a time is not sent (docs/protocol.md §2.1).

@@ -97,10 +97,16 @@ def test_audio_file_survives_rotations_mid_stream(tmp_path: Path) -> None:
         r"planned reconnect after goAway at chunk (\d+): resumed=True, .*dropped (\d+)\]", stdout)]
     assert rotations and any(0 < chunk < 120 for chunk, _ in rotations), stdout
     assert all(dropped == 0 for _, dropped in rotations)
-    # The emulator heard every chunk once: 1.5 s of speech, in one turn, on the last connection.
-    assert "you said: (audio 1.50 s)" in stdout
-    assert "reply: I heard 1.50 seconds of audio." in stdout
-    assert re.search(r"connections \d+, rotations [1-9]\d*, replayed \d+, dropped 0\n", stdout)
+    # The emulator heard every chunk of the 1.5 s of speech, in one turn, on the last
+    # connection: once each, but for chunks replayed as unconfirmed (sent just before a
+    # handle, under load; the documented limit of audio outside an activity).
+    totals = re.search(r"connections \d+, rotations [1-9]\d*, replayed \d+ "
+                       r"\((\d+) unconfirmed\), dropped 0\n", stdout)
+    assert totals, stdout
+    slack = int(totals.group(1)) * 0.02
+    heard = float(re.search(r"you said: \(audio (\d+\.\d+) s\)", stdout).group(1))
+    assert 1.50 <= heard <= 1.50 + slack + 1e-9, stdout
+    assert "reply: I heard %.2f seconds of audio." % heard in stdout
     with wave.open(str(out)) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 24000)
         # "I heard 1.50 seconds of audio." is 30 characters: 0.6 s at 0.02 s/char.
