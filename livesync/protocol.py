@@ -25,7 +25,8 @@ so coverage follows **evidence**, resting on three properties of the service:
 1. it reads client messages in order, and sends its output in order;
 2. each user turn it reads makes it either interrupt the generation in flight
    (``interrupted``) or start a generation of its own;
-3. it issues a resumable handle only right after ``setupComplete`` and when a
+3. it issues a resumable handle only right after ``setupComplete`` (restoring
+   the old state: it covers nothing sent on the new connection) and when a
    generation has ended with nothing else pending and no user turn half read,
    e.g. inside an open activity (the model is idle).
 
@@ -221,6 +222,7 @@ class SessionProtocol:
         self._index = 0
         self._proven = 0
         self._gen = _Gen.IDLE
+        self._setup_handle = False  # the last message was setupComplete
         self._owner: Optional[int] = None
         self._pending: Optional[Outbound] = None  # sent user turn, not proven yet
         self._owed: Optional[Outbound] = None  # proven by an interruption; no output yet
@@ -462,6 +464,7 @@ class SessionProtocol:
         update = message.session_resumption_update
         if update is not None:
             self._resumption_update(update, now)
+        self._setup_handle = message.setup_complete is not None
         if self._queue and self.state is State.OPEN:
             flush = flush or self._may_send(self._queue[0], now)
         return Received(owner, frozenset(hidden), flush)
@@ -537,6 +540,8 @@ class SessionProtocol:
             self._take(lambda e: 0 < e.index <= acked, sent=True)
             self._prune_evicted(lambda index, _: index <= acked)
             return
+        if self._setup_handle:
+            return  # sent with setupComplete: it restores the old state, read nothing new
         proven, cutoff = self._proven, now - self.coverage_margin
         limit = min((e.index for e in self._sent if e.expects and e.index > proven),
                     default=self._index + 1)

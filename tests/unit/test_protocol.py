@@ -551,3 +551,20 @@ def test_a_late_answer_to_a_call_of_a_refused_session_is_dropped_not_raised() ->
     assert p.counters.dropped_tool_ids == ["a"]
     with pytest.raises(InvalidConfig):  # an id never shown stays an error
         p.tool_response([{"id": "zzz", "name": "w", "response": {}}], 0.3)
+
+
+def test_a_handle_right_after_setup_covers_nothing_sent_on_the_connection() -> None:
+    """Found by the audio example under load: a handle the server sends with its
+    setupComplete (before it reads what follows) restores the old state; audio written
+    just before it arrived was not read. Only a handle after a turn ended on this
+    connection covers by time."""
+    p = opened()
+    send(p, "audio", "{}", now=0.0)
+    p.receive(msg({"setupComplete": {}}), 4.9)  # (as on a connection set up meanwhile)
+    handle(p, now=5.0)  # long after the audio, but the one that came with setupComplete
+    assert [e.kind for e in resume(p)] == ["audio"]
+    turn(p, now=101.0)
+    output(p, 102.0)
+    end(p, 103.0)
+    handle(p, now=110.0)
+    assert resume(p) == []
