@@ -1150,9 +1150,12 @@ class Round:
             a <= i.t_start <= b for a, b in self.lag_windows))  # the documented limit
         if not died and len(missing) - lagged > self.stats.dropped:
             kinds = collections.Counter(KIND_NAMES[i.kind] for i in missing)
+            stories = "".join("\n    tool response %s: %s" % (i.key, self._call_story(i))
+                              for i in missing if i.kind == "tool")
             self.findings.add("drop-accounting", self.where,
                               "%d messages are in no server session (%s) but stats().dropped "
-                              "is %d" % (len(missing), _counts(kinds), self.stats.dropped))
+                              "is %d%s" % (len(missing), _counts(kinds), self.stats.dropped,
+                                           stories))
         self.audio_lost = len([i for i in missing if i.kind == "audio"])
         self.audio_dups = dups
 
