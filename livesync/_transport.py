@@ -5,7 +5,12 @@ One :class:`Transport` per connection. Threads:
 - the supervisor opens it and closes it (``send_close`` then ``abort``);
 - the reader thread is the only caller of :meth:`Transport.recv`;
 - any thread may call :meth:`Transport.send_text` and :meth:`Transport.ping`
-  (websocket-client holds a send lock).
+  (every frame is written under websocket-client's send lock, which its
+  automatic pongs from the reader thread take too).
+
+Data frames are built here (:func:`_text_frame`), not by websocket-client: its
+frame object, checks and trace hooks cost more than the frame itself on the hot
+path of 50 audio chunks a second per session.
 
 Never ``ws.close()`` from another thread while the reader is blocked: against a
 silent peer it hangs (DEPENDENCIES.md §1.5). We send the close frame, let the
@@ -28,6 +33,7 @@ import math
 import os
 import socket
 import ssl
+import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Type, Union
@@ -141,6 +147,7 @@ class Transport:
 
     def __init__(self, ws: websocket.WebSocket, max_message_size: Optional[int] = None) -> None:
         self._ws = ws
+        self._write_lock = ws.lock  # websocket-client's send lock (enable_multithread)
         self._max_size = max_message_size
         if max_message_size is not None:
             _limit_frames(ws, max_message_size)
@@ -197,8 +204,17 @@ class Transport:
             ConnectionLost: the frame could not be sent (the connection is unusable).
         """
         data = text.encode("utf-8")
-        with _boundary("send failed"):
-            self._ws.send(data, websocket.ABNF.OPCODE_TEXT)
+        frame = _text_frame(data)
+        try:
+            with self._write_lock:
+                sock = self._ws.sock
+                if sock is None:
+                    raise ConnectionLost("send failed: socket is already closed")
+                sock.sendall(frame)  # bounded by write_timeout as a whole
+        except LiveSyncError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, "send failed", None) from exc
         return len(data)
 
     def recv(self) -> Union[Frame, Close, None]:
@@ -242,6 +258,29 @@ class Transport:
     def abort(self) -> None:
         """Shut the TCP socket down, waking a blocked reader. Any thread; idempotent."""
         _shutdown(self._ws)
+
+
+_HEAD_7 = struct.Struct("!BB4s")
+_HEAD_16 = struct.Struct("!BBH4s")
+_HEAD_64 = struct.Struct("!BBQ4s")
+
+
+def _text_frame(data: bytes) -> bytes:
+    """One final, masked text frame carrying ``data`` (RFC 6455 §5.2, client side).
+
+    The masking key comes from ``os.urandom`` (§10.3: unpredictable), as in
+    websocket-client; the XOR runs on two big integers, as in its pure-Python path.
+    """
+    key = os.urandom(4)
+    n = len(data)
+    if n < 126:
+        head = _HEAD_7.pack(0x81, 0x80 | n, key)
+    elif n < 65536:
+        head = _HEAD_16.pack(0x81, 0xFE, n, key)
+    else:
+        head = _HEAD_64.pack(0x81, 0xFF, n, key)
+    mask = int.from_bytes((key * (n // 4 + 1))[:n], "little")
+    return head + (int.from_bytes(data, "little") ^ mask).to_bytes(n, "little")
 
 
 @contextlib.contextmanager

@@ -249,6 +249,27 @@ def test_retry_after_forms(header: Optional[str], expected: Optional[float]) -> 
         assert info.value.retry_after == pytest.approx(expected, abs=slack)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_text_frames_of_every_length_encoding_arrive_intact(
+        tls: bool, ca: trustme.CA, ca_file: str) -> None:
+    """livesync builds and masks its own data frames: a real server unmasks each size
+    (7-bit, 16-bit and 64-bit lengths, and their edges) to the text sent."""
+    cert = ca.issue_cert("127.0.0.1") if tls else None
+    with ws_server(cert, max_size=None) as port:
+        transport = dial("%s://127.0.0.1:%d/" % ("wss" if tls else "ws", port),
+                         TransportOptions(ca_certs=ca_file))
+        try:
+            for size in (0, 1, 125, 126, 127, 65535, 65536, 200_003):
+                text = "".join(chr(0x61 + i % 26) for i in range(size - 2)) + "é" if size else ""
+                assert transport.send_text(text) == len(text.encode("utf-8"))
+                item = transport.recv()
+                while item is None or isinstance(item, Frame) and item.control:
+                    item = transport.recv()
+                assert item == Frame(text.encode("utf-8")), size
+        finally:
+            transport.abort()
+
+
 def test_send_and_recv_failures_are_connection_lost() -> None:
     """Once the socket is gone, send and recv raise ConnectionLost, never a foreign error."""
     with ws_server() as port:
