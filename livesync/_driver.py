@@ -87,6 +87,10 @@ LOGGER = logging.getLogger("livesync.session")
 PING_PAYLOAD = b"livesync"
 _DEFAULT_POLICY = ReconnectPolicy()
 #: The uncompressed session limits (docs/protocol.md §7.1), warned about a minute ahead.
+#: The supervisor sleeps until something is due; what starts on another thread (a
+#: turn sent, a generation begun, a message held back by pacing) wakes it. This is
+#: only the longest it sleeps, a safety net, not a poll.
+IDLE_RECHECK = 30.0
 AUDIO_SESSION_LIMIT = 15 * 60.0
 VIDEO_SESSION_LIMIT = 2 * 60.0
 
@@ -238,9 +242,10 @@ class Driver:
         self._open_error: Optional[BaseException] = None
         self._last_close: Tuple[Optional[int], str] = (None, "")
         self._counters: Dict[str, int] = dict.fromkeys(
-            ("connections", "messages_in", "bytes_in", "messages_out", "bytes_out",
+            ("connections", "messages_in", "bytes_in",
              "protocol_errors", "rotations_planned", "rotations_unplanned",
              "resumed", "fresh", "stalls"), 0)
+        self._messages_out = self._bytes_out = 0  # under _send_lock only: one lock per send
         self._reported = (0, 0, 0)  # protocol's replayed, dropped, unconfirmed at the last report
         self._loss_unlogged = 0  # queued media dropped since the last loss WARNING
         self._loss_logged_at = -10.0
@@ -361,6 +366,7 @@ class Driver:
                                   "those calls", dropped)
             if entry is not None and conn is not None:
                 self._write(conn, entry)
+            self._wakeup.set()  # output is owed now, or the response waits for pacing
 
     def send_context_update(
         self,
@@ -391,12 +397,18 @@ class Driver:
                     claim(self._protocol.last_seq)
                 conn = self._conn
                 lost = self._protocol.counters.dropped - dropped
+                # The supervisor watches what this may start: output owed (a stall),
+                # a message held back by pacing, the session limits of a media kind.
+                wake = kind not in MEDIA_KINDS or kind not in self._media_since or (
+                    entry is None and self._protocol.queued == 1)
                 if kind in MEDIA_KINDS and kind not in self._media_since:
                     self._media_since[kind] = now
             if lost:
                 self._warn_loss(lost)
             if entry is not None and conn is not None:
                 self._write(conn, entry)
+            if wake:
+                self._wakeup.set()
 
     def _write(self, conn: _Connection, entry: Outbound) -> bool:
         """Write ``entry`` (numbered by the protocol) on ``conn``; with ``_send_lock``
@@ -407,9 +419,8 @@ class Driver:
             conn.transport.abort()
             return False
         conn.last_written = entry  # no clock read here: the send path is hot
-        with self._lock:
-            self._counters["messages_out"] += 1
-            self._counters["bytes_out"] += size
+        self._messages_out += 1
+        self._bytes_out += size
         if self._debug:
             self._log.debug("> %s #%d (%d bytes)", entry.kind, entry.index, size)
         return True
@@ -566,7 +577,7 @@ class Driver:
         return SessionStats(
             state=self._state, generation=generation, connections=c["connections"],
             messages_in=c["messages_in"], bytes_in=c["bytes_in"],
-            messages_out=c["messages_out"], bytes_out=c["bytes_out"],
+            messages_out=self._messages_out, bytes_out=self._bytes_out,
             callback_errors=self._dispatch.callback_errors,
             protocol_errors=c["protocol_errors"],
             last_close_code=self._last_close_code,
@@ -701,7 +712,7 @@ class Driver:
                 return "rotate"
             self._flush(conn)
             self._save_handle()
-            waits = [1.0]
+            waits = [IDLE_RECHECK]
             lease = self._lease_due(now, waits)
             if lease is not None:
                 return lease
@@ -727,7 +738,7 @@ class Driver:
                     self._ping(conn)
                     next_ping = now + self._ping_interval
                 waits.append(next_ping - now)
-            self._warn_session_limits(now)
+            self._warn_session_limits(now, waits)
             self._wakeup.wait(max(0.0, min(waits)))
 
     def _lease_due(self, now: float, waits: List[float]) -> Optional[str]:
@@ -759,7 +770,10 @@ class Driver:
         server silent mid-turn (stall). Appends when to check again to ``waits``."""
         if self._ping_interval is not None and self._keepalive_dead(conn, now):
             return "keepalive timeout"
-        if self._stall_timeout is None or self._dispatch.blocked:
+        if self._stall_timeout is None:
+            return None
+        if self._dispatch.blocked:  # the watch resumes when the callbacks do
+            waits.append(1.0)
             return None
         with self._lock:
             owed_since = self._protocol.output_owed_since()
@@ -790,14 +804,17 @@ class Driver:
         if self._debug:
             self._log.debug("% ping")
 
-    def _warn_session_limits(self, now: float) -> None:
+    def _warn_session_limits(self, now: float, waits: List[float]) -> None:
         if self._has_compression:
             return
         for kind, limit in (("audio", AUDIO_SESSION_LIMIT), ("video", VIDEO_SESSION_LIMIT)):
             since = self._media_since.get(kind)
             if since is None or kind in self._limit_warned:
                 continue
-            if now - self._started_at >= limit - min(60.0, limit / 4):
+            due = self._started_at + limit - min(60.0, limit / 4)
+            if now < due:
+                waits.append(due - now)
+            else:
                 self._limit_warned.add(kind)
                 self._log.warning(
                     "session sends %s without context window compression: the server ends "
@@ -960,9 +977,9 @@ class Driver:
             raise _Rejected(Outcome(None, "", error="setup not sent"),
                             SetupRejected(1006, "connection lost")) from exc
         conn.reader.start()
-        with self._lock:
-            self._counters["messages_out"] += 1
-            self._counters["bytes_out"] += size
+        with self._send_lock:
+            self._messages_out += 1
+            self._bytes_out += size
         self._await_setup(conn, deadline)
         with self._lock:
             self._protocol.open()
@@ -1209,7 +1226,7 @@ class Driver:
                                    conn.abandoned.is_set)
             conn.last_activity = time.monotonic()
         update = message.session_resumption_update
-        wake = received.flush or rotation_pending
+        wake = received.flush or received.started or rotation_pending
         if update is not None and update.resumable and update.new_handle:
             self._store_due = self._store is not None
             wake = wake or self._store_due

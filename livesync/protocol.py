@@ -156,11 +156,13 @@ class Received:
         owner: ``seq`` of the user turn whose generation the message belongs to.
         hidden: ids of re-issued tool calls to hide from the application.
         flush: queued messages may now be sent.
+        started: a generation began (the server owes output until it ends).
     """
 
     owner: Optional[int] = None
     hidden: FrozenSet[str] = frozenset()
     flush: bool = False
+    started: bool = False
 
 
 @dataclass
@@ -323,6 +325,11 @@ class SessionProtocol:
         self._rtts.append(max(0.0, seconds))
 
     @property
+    def queued(self) -> int:
+        """How many messages wait in the queue (not written on this connection)."""
+        return len(self._queue)
+
+    @property
     def last_seq(self) -> int:
         """``seq`` of the newest message enqueued."""
         return self._seq
@@ -436,7 +443,9 @@ class SessionProtocol:
 
     def receive(self, message: LiveServerMessage, now: float) -> Received:
         """Update the state from one server message (see :class:`Received`)."""
+        idle = self._gen is not _Gen.ACTIVE
         owner = self._evidence(message)
+        started = idle and self._gen is _Gen.ACTIVE
         hidden: List[str] = []
         flush = False
         if message.tool_call is not None:
@@ -467,7 +476,7 @@ class SessionProtocol:
         self._setup_handle = message.setup_complete is not None
         if self._queue and self.state is State.OPEN:
             flush = flush or self._may_send(self._queue[0], now)
-        return Received(owner, frozenset(hidden), flush)
+        return Received(owner, frozenset(hidden), flush, started)
 
     def _evidence(self, message: LiveServerMessage) -> Optional[int]:
         """Advance the generation state; prove what the message proves; return its owner."""

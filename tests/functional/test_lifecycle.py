@@ -170,6 +170,42 @@ def test_a_slow_consumer_pauses_reading_instead_of_growing_memory(make_emulator:
     assert "".join(texts) == ", ".join(str(i) for i in range(1, 301)) + "."
 
 
+def test_a_generation_the_server_starts_is_watched_without_keepalive(emulator: Any) -> None:
+    """The supervisor does not poll: a generation begun by the server alone (no client
+    send woke it) still starts the stall watch, with pings off."""
+    rec = Recorder()
+    with connect(emulator, on_reconnect=rec.on_reconnect, ping_interval=None,
+                 stall_timeout=2 * TIMEOUT,
+                 reconnect=livesync.ReconnectPolicy(initial_delay=0.01)) as session:
+        emulator.issue_handle()
+        assert wait_for(lambda: session.resumption_handle is not None)
+        emulator.send_raw({"serverContent": {"modelTurn": {"parts": [{"text": "Unasked"}]}}})
+        event = rec.wait("on_reconnect", timeout=12 * TIMEOUT)[0]  # the safety net: 30 s
+        assert event.cause.startswith("stall") and session.stats().stalls == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_idle_session_does_not_wake_its_supervisor(emulator: Any) -> None:
+    """Nothing due, nothing happening: the supervisor sleeps (at 1,000 sessions a
+    once-a-second poll each was most of livesync's CPU)."""
+    with connect(emulator, ping_interval=None) as session:
+        emulator.issue_handle()
+        assert wait_for(lambda: session.resumption_handle is not None)
+        supervisor = next(t for t in threading.enumerate()
+                          if t.name == "livesync-supervisor-" + session.id)
+
+        def switches() -> int:
+            path = "/proc/self/task/%d/status" % supervisor.native_id
+            with open(path) as status:
+                line = next(x for x in status if x.startswith("voluntary_ctxt_switches"))
+            return int(line.split()[1])
+
+        assert wait_for(lambda: session.stats().messages_in >= 2)  # settled after the handle
+        before = switches()
+        threading.Event().wait(5 * TIMEOUT)  # the span measured, not a synchronisation
+        assert switches() - before <= 1
+
+
 def test_an_oversized_message_ends_the_session_with_1009(emulator: Any) -> None:
     """Item 5: a server message over max_message_size is refused unread; the session
     closes with 1009 instead of allocating it."""
