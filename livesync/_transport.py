@@ -8,9 +8,12 @@ One :class:`Transport` per connection. Threads:
   (every frame is written under websocket-client's send lock, which its
   automatic pongs from the reader thread take too).
 
-Data frames are built here (:func:`_text_frame`), not by websocket-client: its
-frame object, checks and trace hooks cost more than the frame itself on the hot
-path of 50 audio chunks a second per session.
+websocket-client dials (HTTP upgrade, TLS, proxies) and sends control frames;
+data frames are built and read by :mod:`livesync._frames` on the socket it
+opened. Its frame objects, checks and trace hooks cost more than the frames
+themselves on the hot paths (50 audio chunks a second each way per session),
+and it reads a frame with three or more ``recv`` calls where one large read
+often brings many frames.
 
 Never ``ws.close()`` from another thread while the reader is blocked: against a
 silent peer it hangs (DEPENDENCIES.md §1.5). We send the close frame, let the
@@ -33,7 +36,6 @@ import math
 import os
 import socket
 import ssl
-import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Type, Union
@@ -41,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import websocket
 
+from . import _frames
 from .exceptions import (
     ConnectError,
     ConnectTimeout,
@@ -55,6 +58,9 @@ logger = logging.getLogger("livesync.transport")
 
 SENSITIVE_HEADERS = frozenset({"authorization", "x-goog-api-key", "proxy-authorization"})
 MAX_BODY_IN_ERROR = 200
+#: Bytes asked of the socket per read (a TLS record is at most 16 KiB; below
+#: malloc's mmap threshold, so a small read does not map and unmap a buffer).
+RECV_SIZE = 64 * 1024
 DIAL = "dial"
 
 #: Foreign exceptions in the words of an error message, checked in order.
@@ -148,9 +154,8 @@ class Transport:
     def __init__(self, ws: websocket.WebSocket, max_message_size: Optional[int] = None) -> None:
         self._ws = ws
         self._write_lock = ws.lock  # websocket-client's send lock (enable_multithread)
-        self._max_size = max_message_size
-        if max_message_size is not None:
-            _limit_frames(ws, max_message_size)
+        self._parser = _frames.FrameParser(max_message_size)  # reader thread only
+        self._close_sent = False
 
     @classmethod
     def open(
@@ -204,7 +209,7 @@ class Transport:
             ConnectionLost: the frame could not be sent (the connection is unusable).
         """
         data = text.encode("utf-8")
-        frame = _text_frame(data)
+        frame = _frames.text_frame(data)
         try:
             with self._write_lock:
                 sock = self._ws.sock
@@ -218,29 +223,69 @@ class Transport:
         return len(data)
 
     def recv(self) -> Union[Frame, Close, None]:
-        """Read the next data or close frame. Reader thread only.
+        """Read the next message, ping, pong or close frame. Reader thread only.
 
-        Returns None when a read timed out; the caller just reads again.
+        Answers pings and echoes a close frame. Returns None when a read timed out
+        (what was read so far is kept); the caller just reads again.
 
         Raises:
-            MessageTooBig: a message over ``max_message_size`` (not read into memory
-                when a single frame is too large).
-            ConnectionLost: the connection dropped without a close frame.
+            MessageTooBig: a message over ``max_message_size`` (its payload is
+                refused from the frame header, not read into memory).
+            ConnectionLost: the connection dropped without a close frame, or the
+                server broke the framing rules.
         """
-        with _boundary("connection lost"):
+        while True:
+            item = self.poll()
+            if item is not None:
+                return item
             try:
-                opcode, data = self._ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
+                sock = self._ws.sock
+                if sock is None:
+                    raise ConnectionLost("connection lost: socket is already closed")
+                data = sock.recv(RECV_SIZE)
+            except socket.timeout:  # TimeoutError from 3.10 on
                 return None
-            if self._max_size is not None and len(data) > self._max_size:
-                raise MessageTooBig("a %d-byte message is over max_message_size" % len(data))
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code, reason = _parse_close(data)
-                _shutdown(self._ws)
-                return Close(code, reason)
-        if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-            return Frame(data, opcode == websocket.ABNF.OPCODE_BINARY)
-        return Frame(data if opcode == websocket.ABNF.OPCODE_PONG else b"", control=True)
+            except LiveSyncError:
+                raise
+            except Exception as exc:
+                raise _translate(exc, "connection lost", None) from exc
+            if not data:
+                raise ConnectionLost("connection lost: connection closed")
+            self._parser.feed(data)
+
+    def poll(self) -> Union[Frame, Close, None]:
+        """Like :meth:`recv` for what was read already: None instead of reading the
+        socket (the reader hands a burst over at once). Reader thread only."""
+        try:
+            item = self._parser.next()
+        except _frames.MessageTooLarge as exc:
+            raise MessageTooBig(str(exc)) from None
+        except _frames.FramingError as exc:
+            raise ConnectionLost("connection lost: protocol error (%s)" % exc) from None
+        if item is None:
+            return None
+        opcode, data = item
+        if opcode == _frames.BINARY or opcode == _frames.TEXT:
+            return Frame(data, opcode == _frames.BINARY)
+        if opcode == _frames.CLOSE:
+            return self._closed_by_server(data)
+        if opcode == _frames.PING:
+            with _boundary("pong failed"):
+                self._ws.pong(data)
+            return Frame(b"", control=True)
+        return Frame(data, control=True)  # a pong
+
+    def _closed_by_server(self, data: bytes) -> Close:
+        if len(data) == 1:
+            raise ConnectionLost("connection lost: protocol error (1-byte close frame)")
+        code, reason = _parse_close(data)
+        if code is not None and not (1000 <= code <= 1003 or 1007 <= code <= 1014
+                                     or 3000 <= code <= 4999):
+            raise ConnectionLost("connection lost: protocol error (close code %d)" % code)
+        if not self._close_sent:  # the closing handshake's echo
+            self.send_close(1000)
+        _shutdown(self._ws)
+        return Close(code, reason)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping frame. Any thread. Raises ConnectionLost."""
@@ -249,6 +294,7 @@ class Transport:
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame without reading (the reader sees the echo). Any thread."""
+        self._close_sent = True
         try:
             with _boundary("close frame not sent"):
                 self._ws.send_close(code, reason.encode("utf-8")[:123])
@@ -258,29 +304,6 @@ class Transport:
     def abort(self) -> None:
         """Shut the TCP socket down, waking a blocked reader. Any thread; idempotent."""
         _shutdown(self._ws)
-
-
-_HEAD_7 = struct.Struct("!BB4s")
-_HEAD_16 = struct.Struct("!BBH4s")
-_HEAD_64 = struct.Struct("!BBQ4s")
-
-
-def _text_frame(data: bytes) -> bytes:
-    """One final, masked text frame carrying ``data`` (RFC 6455 §5.2, client side).
-
-    The masking key comes from ``os.urandom`` (§10.3: unpredictable), as in
-    websocket-client; the XOR runs on two big integers, as in its pure-Python path.
-    """
-    key = os.urandom(4)
-    n = len(data)
-    if n < 126:
-        head = _HEAD_7.pack(0x81, 0x80 | n, key)
-    elif n < 65536:
-        head = _HEAD_16.pack(0x81, 0xFE, n, key)
-    else:
-        head = _HEAD_64.pack(0x81, 0xFF, n, key)
-    mask = int.from_bytes((key * (n // 4 + 1))[:n], "little")
-    return head + (int.from_bytes(data, "little") ^ mask).to_bytes(n, "little")
 
 
 @contextlib.contextmanager
@@ -354,23 +377,6 @@ def _retry_after(headers: Optional[Mapping[str, str]]) -> Optional[float]:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def _limit_frames(ws: websocket.WebSocket, limit: int) -> None:
-    """Refuse a frame whose announced payload is over ``limit`` before reading it.
-
-    websocket-client reads a payload with ``frame_buffer.recv_strict(length)``
-    right after parsing the length (1.8 and 1.9); headers are read with small sizes.
-    """
-    frame_buffer = ws.frame_buffer
-    recv_strict = frame_buffer.recv_strict
-
-    def guarded(bufsize: int) -> bytes:
-        if bufsize > limit:
-            raise MessageTooBig("a %d-byte frame is over max_message_size" % bufsize)
-        return recv_strict(bufsize)
-
-    frame_buffer.recv_strict = guarded  # type: ignore[method-assign]
 
 
 def _shutdown(ws: websocket.WebSocket) -> None:
