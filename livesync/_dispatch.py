@@ -19,7 +19,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
-from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Tuple,
+)
 
 from .events import Closed, ErrorEvent, Turn
 from .exceptions import ToolCallPending
@@ -32,9 +43,8 @@ __all__ = ["Callbacks", "Claim", "Delivery", "Dispatcher", "collect_turn"]
 WARN_EVERY = 10.0
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """A server message with what the protocol knows of it.
+class Delivery(NamedTuple):
+    """A server message with what the protocol knows of it (a tuple: one per message).
 
     Attributes:
         message: the message.
