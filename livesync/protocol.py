@@ -25,10 +25,11 @@ so coverage follows **evidence**, resting on three properties of the service:
 1. it reads client messages in order, and sends its output in order;
 2. each user turn it reads makes it either interrupt the generation in flight
    (``interrupted``) or start a generation of its own;
-3. it issues a resumable handle only right after ``setupComplete`` (restoring
-   the old state: it covers nothing sent on the new connection) and when a
-   generation has ended with nothing else pending and no user turn half read,
-   e.g. inside an open activity (the model is idle).
+3. it issues a resumable handle only in answer to ``setup`` (restoring the old
+   state: it covers nothing sent on the new connection, even when a ``goAway``
+   came between ``setupComplete`` and it) and when a generation has ended with
+   nothing else pending and no user turn half read, e.g. inside an open
+   activity (the model is idle).
 
 A message is **proven read** once server output it caused, or caused by a later
 message, has arrived. Evidence: a user turn (``clientContent`` with
@@ -224,7 +225,7 @@ class SessionProtocol:
         self._index = 0
         self._proven = 0
         self._gen = _Gen.IDLE
-        self._setup_handle = False  # the last message was setupComplete
+        self._setup_handle = False  # no handle since setupComplete, nor model output
         self._owner: Optional[int] = None
         self._pending: Optional[Outbound] = None  # sent user turn, not proven yet
         self._owed: Optional[Outbound] = None  # proven by an interruption; no output yet
@@ -473,7 +474,11 @@ class SessionProtocol:
         update = message.session_resumption_update
         if update is not None:
             self._resumption_update(update, now)
-        self._setup_handle = message.setup_complete is not None
+        if message.setup_complete is not None:
+            self._setup_handle = True  # the next handle answers the setup...
+        elif update is not None and update.new_handle or message.server_content is not None \
+                or message.tool_call is not None or message.tool_call_cancellation is not None:
+            self._setup_handle = False  # ...unless the model shows it went on meanwhile
         if self._queue and self.state is State.OPEN:
             flush = flush or self._may_send(self._queue[0], now)
         return Received(owner, frozenset(hidden), flush, started)

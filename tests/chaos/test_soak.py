@@ -915,6 +915,31 @@ class Round:
                      else "in no Reconnected.dropped_tool_responses")
         return "; ".join(parts)
 
+    def _audio_story(self, item: Sent) -> str:
+        """Where a missing audio chunk went (for reports)."""
+        t0 = self.t0
+        parts = ["sent at +%.3fs" % (item.t_start - t0)]
+        for record in self.emu.connections:
+            for m in record.messages:
+                if m.kind == "realtimeInput" and _tokens(m) == ("audio", item.key):
+                    parts.append("read on conn %d at +%.3fs (%s), conn closed by %s at %s" % (
+                        record.id, m.received_at - t0,
+                        "processed at +%.3fs" % (m.processed_at - t0) if m.processed_at
+                        else "never processed", record.closed_by,
+                        "+%.3fs" % (record.closed_at - t0) if record.closed_at else "-"))
+                    parts.append("its index %d of %d read there; the server sent %s" % (
+                        m.index, len(record.messages),
+                        [next(iter(s), "?") for s in record.sent][:12]))
+        if len(parts) == 1:
+            parts.append("read on no connection")
+        handles = [(r.id, m) for r in self.emu.connections for m in r.sent
+                   if (m.get("sessionResumptionUpdate") or {}).get("newHandle")]
+        parts.append("%d handles issued" % len(handles))
+        near = [(a - t0, b - t0) for a, b in self.lag_windows if a - 1 <= item.t_start <= b + 1]
+        if near:
+            parts.append("lag windows nearby %s" % ["+%.3f..+%.3f" % w for w in near])
+        return "; ".join(parts)
+
     def _reissues(self, call_id: str) -> List[str]:
         """Ids under which the server issued the call ``call_id`` again after a resume."""
         call = self.app.calls.get(call_id, (None, 0.0))[0]
@@ -1152,6 +1177,8 @@ class Round:
             kinds = collections.Counter(KIND_NAMES[i.kind] for i in missing)
             stories = "".join("\n    tool response %s: %s" % (i.key, self._call_story(i))
                               for i in missing if i.kind == "tool")
+            stories += "".join("\n    audio chunk %s: %s" % (i.key, self._audio_story(i))
+                               for i in missing if i.kind == "audio")
             self.findings.add("drop-accounting", self.where,
                               "%d messages are in no server session (%s) but stats().dropped "
                               "is %d%s" % (len(missing), _counts(kinds), self.stats.dropped,

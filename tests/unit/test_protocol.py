@@ -568,3 +568,16 @@ def test_a_handle_right_after_setup_covers_nothing_sent_on_the_connection() -> N
     end(p, 103.0)
     handle(p, now=110.0)
     assert resume(p) == []
+
+
+def test_a_go_away_between_setup_complete_and_its_handle_changes_nothing() -> None:
+    """Found by the fresh chaos soak (1 run in 50 under load): a goAway injected between
+    setupComplete and the handle that answers the setup made that handle cover the
+    replays just written, which the next rotation then lost without counting them."""
+    p = opened()
+    p.receive(msg({"setupComplete": {}}), 4.9)
+    send(p, "audio", "{}", now=4.91)  # a replay, written as the connection opened
+    p.receive(msg({"goAway": {"timeLeft": "1s"}}), 4.95)
+    p.receive(msg({"usageMetadata": {"totalTokenCount": 3}}), 4.96)
+    handle(p, now=5.0)  # the setup's handle: it restores the old state
+    assert [e.kind for e in resume(p)] == ["audio"]
