@@ -59,7 +59,8 @@ measured round-trip time before it arrived (and after no unproven turn). Sent
 later than that, they are replayed and counted as ``unconfirmed``: the server
 may have read them before issuing the handle, so they may be duplicated. A
 server that lags its input by more than the margin may lose such input at a
-drop. Speech audio mixed with text turns under automatic activity detection can
+drop; so may one that issues a handle while still reading a burst (the replays
+written right after a reconnect) and takes longer than the margin to read it. Speech audio mixed with text turns under automatic activity detection can
 start generations livesync did not ask for; their output may be taken as
 evidence for a text turn sent at the same moment.
 

@@ -77,6 +77,10 @@ POLICY = livesync.ReconnectPolicy(
     initial_delay=0.01, max_delay=0.05, rotation_margin=0.05,
     storm_threshold=100_000,   # faults repeat the same close code on purpose
     reset_after=0.5, max_attempts=50, max_elapsed=60.0,
+    # The emulator runs in this process: under load it reads a burst of replays tens
+    # of ms behind, and a handle issued mid-burst would cover by time what it has not
+    # read (the documented limit; "Raise it for a server that lags behind its input").
+    replay_margin=0.1,
 )
 OPEN_TIMEOUT = 1.5      # also bounds a stalled setup (stall_next_setup)
 CLOSE_TIMEOUT = 2.0
