@@ -86,11 +86,11 @@ LOGGER = logging.getLogger("livesync.session")
 #: Payload of livesync's keepalive pings; the pong echoes it (an RTT sample).
 PING_PAYLOAD = b"livesync"
 _DEFAULT_POLICY = ReconnectPolicy()
-#: The uncompressed session limits (docs/protocol.md §7.1), warned about a minute ahead.
 #: The supervisor sleeps until something is due; what starts on another thread (a
 #: turn sent, a generation begun, a message held back by pacing) wakes it. This is
 #: only the longest it sleeps, a safety net, not a poll.
 IDLE_RECHECK = 30.0
+#: The uncompressed session limits (docs/protocol.md §7.1), warned about a minute ahead.
 AUDIO_SESSION_LIMIT = 15 * 60.0
 VIDEO_SESSION_LIMIT = 2 * 60.0
 

@@ -60,9 +60,10 @@ later than that, they are replayed and counted as ``unconfirmed``: the server
 may have read them before issuing the handle, so they may be duplicated. A
 server that lags its input by more than the margin may lose such input at a
 drop; so may one that issues a handle while still reading a burst (the replays
-written right after a reconnect) and takes longer than the margin to read it. Speech audio mixed with text turns under automatic activity detection can
-start generations livesync did not ask for; their output may be taken as
-evidence for a text turn sent at the same moment.
+written right after a reconnect) and takes longer than the margin to read it.
+Speech audio mixed with text turns under automatic activity detection can start
+generations livesync did not ask for; their output may be taken as evidence for
+a text turn sent at the same moment.
 
 A fresh session (the server refused the handle) gets what was never sent, plus
 the ``activityStart`` of an activity still open, so that it is inside the same
@@ -475,11 +476,12 @@ class SessionProtocol:
         update = message.session_resumption_update
         if update is not None:
             self._resumption_update(update, now)
+        model_went_on = (message.server_content is not None or message.tool_call is not None
+                         or message.tool_call_cancellation is not None)
         if message.setup_complete is not None:
             self._setup_handle = True  # the next handle answers the setup...
-        elif update is not None and update.new_handle or message.server_content is not None \
-                or message.tool_call is not None or message.tool_call_cancellation is not None:
-            self._setup_handle = False  # ...unless the model shows it went on meanwhile
+        elif model_went_on or (update is not None and update.new_handle):
+            self._setup_handle = False  # ...unless the model went on meanwhile
         if self._queue and self.state is State.OPEN:
             flush = flush or self._may_send(self._queue[0], now)
         return Received(owner, frozenset(hidden), flush, started)
