@@ -43,6 +43,8 @@ BENCHMARKS: Dict[str, Bench] = {
     "memory": Bench("Memory, threads and CPU per session", ("--quick",), ("--full",)),
     "importtime": Bench("Start-up: import time and what gets imported", ("--quick",), ()),
     "handover": Bench("goAway handover gap", ("--quick",), ()),
+    "scale": Bench("Scale: CPU, memory and threads per session at 10-1,000 sessions",
+                   ("--quick",), ()),
 }
 
 

@@ -149,6 +149,74 @@ def emulator_process(**options: Any) -> Iterator[Tuple[str, str]]:
             proc.join(5)
 
 
+def _serve_load(conn: Any, options: Dict[str, Any]) -> None:
+    from livesync.emulator import LoadServer
+
+    raise_fd_limit(65536)
+    with LoadServer(**options) as server:
+        conn.send(server.base_url)
+        conn.recv()  # any message (or EOF) stops the server
+
+
+@contextmanager
+def load_server_processes(count: int, **options: Any) -> Iterator[Tuple[List[str], str]]:
+    """Run ``count`` :class:`~livesync.emulator.LoadServer` processes, each on its own port.
+
+    They share one API key (so each accepts the others' handles) and start in
+    parallel. Yields ``(base_urls, api_key)``; :func:`load_stats` reads a
+    server's counters (``GET /stats``).
+    """
+    import secrets
+
+    options.setdefault("api_key", "bench-" + secrets.token_urlsafe(16))
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for _ in range(count):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve_load, args=(child, options), daemon=True)
+        proc.start()
+        procs.append((proc, parent))
+    try:
+        urls = []
+        for _, parent in procs:
+            if not parent.poll(60):
+                raise RuntimeError("a load server process did not start")
+            urls.append(parent.recv())
+        yield urls, options["api_key"]
+    finally:
+        for _, parent in procs:
+            try:
+                parent.send("stop")
+            except OSError:
+                pass
+        for proc, _ in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+
+
+def load_stats(base_url: str) -> Dict[str, Any]:
+    """A load server's counters (``LoadStats`` as a dict) from its ``GET /stats``."""
+    import urllib.request
+
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    with direct.open(base_url.replace("ws://", "http://") + "/stats", timeout=30) as response:
+        stats: Dict[str, Any] = json.load(response)
+    return stats
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` towards ``needed`` (up to the hard
+    limit); return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (p99 of 100 values is the 99th smallest)."""
     ordered = sorted(values)

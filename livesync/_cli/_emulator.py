@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any, List, Optional
 
-from . import _schedule
+from . import _load, _schedule
 from ._common import emulator_class, non_negative_seconds, port, positive_number, positive_seconds
 
 EPILOG = """\
@@ -28,6 +28,7 @@ examples:
   python -m livesync emulator --drop-every 30 --close-every 60:1011
   python -m livesync emulator --close-every '45:1008:Requested entity was not found.'
   python -m livesync emulator --refuse-resume-every 90:1007 --refuse-upgrades-every 120:5
+  python -m livesync emulator --load --processes 4 --stats-every 10   # load tests
 
 Point your app at it:  livesync.Client(api_key=API_KEY, base_url=BASE_URL)
 """
@@ -72,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-frames", action="store_true",
                         help="send JSON in text frames instead of binary frames")
     _schedule.add_arguments(parser)
+    _load.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
         print("livesync emulator: --go-away-notice (%g) must be shorter than --lifetime (%g)"
               % (args.go_away_notice, args.lifetime), file=sys.stderr)
         return 2
+    mixed = _load.usage_error(args)
+    if mixed is not None:
+        print("livesync emulator: %s" % mixed, file=sys.stderr)
+        return 2
+    if args.load:
+        return _load.run(args)
     emulator_type = emulator_class()
     if emulator_type is None:
         return 1

@@ -11,10 +11,14 @@ Example::
 
     with Emulator(time_scale=0.01) as emu:
         print(emu.base_url, emu.rest_url)
+
+For load tests, :class:`LoadServer` is a lean server on one asyncio thread
+(canned audio replies, handles, goAway; no model, VAD or faults).
 """
 
 from __future__ import annotations
 
+from ._load import LoadOptions, LoadServer, LoadStats
 from ._model import CANNED
 from ._options import EmulatorOptions
 from ._records import (
@@ -37,6 +41,9 @@ __all__ = [
     "Emulator",
     "EmulatorOptions",
     "HandleRecord",
+    "LoadOptions",
+    "LoadServer",
+    "LoadStats",
     "Responder",
     "RestRecord",
     "SessionRecord",
