@@ -45,6 +45,8 @@ BENCHMARKS: Dict[str, Bench] = {
     "handover": Bench("goAway handover gap", ("--quick",), ()),
     "scale": Bench("Scale: CPU, memory and threads per session at 10-1,000 sessions",
                    ("--quick",), ()),
+    "longsession": Bench("Long session: a simulated 2-hour audio conversation",
+                         ("--quick",), ()),
 }
 
 
