@@ -55,7 +55,7 @@ that leave calls open and answers to calls the server cancelled cause no output
 of their own.
 They are proven by later evidence when there is some. Otherwise a handle
 covers them by time: if they were sent at least ``replay_margin`` plus twice the
-measured round-trip time before it arrived (and after no unproven turn). Sent
+measured round-trip time (at least ``MIN_COVERAGE_MARGIN``) before it arrived (and after no unproven turn). Sent
 later than that, they are replayed and counted as ``unconfirmed``: the server
 may have read them before issuing the handle, so they may be duplicated. A
 server that lags its input by more than the margin may lose such input at a
@@ -97,6 +97,10 @@ MEDIA_KINDS: FrozenSet[str] = frozenset({"audio", "video"})
 PACED_KINDS: FrozenSet[str] = frozenset({"content", "text", "activity_start", "activity_end"})
 #: Seconds a paced message waits for evidence before it is sent anyway.
 HOLD_TIMEOUT = 5.0
+#: Coverage by time waits at least this long before a handle's arrival, whatever the
+#: round trip: on loopback or a LAN, twice a 1 ms round trip says little about how
+#: fast a server reads its input (a few ms behind lost audio at a rotation).
+MIN_COVERAGE_MARGIN = 0.02
 #: Evicted media kept as (index, sent_at) pairs; older ones are only counted.
 MAX_EVICTED = 50_000
 
@@ -340,7 +344,7 @@ class SessionProtocol:
     @property
     def coverage_margin(self) -> float:
         """Seconds before a handle's arrival that a message without evidence must predate."""
-        return self.replay_margin + 2 * max(self._rtts, default=0.0)
+        return self.replay_margin + max(MIN_COVERAGE_MARGIN, 2 * max(self._rtts, default=0.0))
 
     # Sending.
 

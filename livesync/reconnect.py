@@ -177,8 +177,9 @@ class ReconnectPolicy:
             before the deadline (capped at a quarter of the notice).
         replay_margin: on the Gemini API (no transparent acks) a resumption handle is
             taken to cover the client messages sent this many seconds, plus twice the
-            measured round-trip time, before it arrived; later ones are replayed after
-            a resume. Raise it for a server that lags behind its input.
+            measured round-trip time (at least 20 ms), before it arrived; later ones
+            are replayed after a resume. Raise it for a server that lags behind its
+            input.
     """
 
     max_attempts: Optional[int] = None

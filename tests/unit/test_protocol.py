@@ -8,7 +8,7 @@ from typing import List
 import pytest
 
 from livesync import InvalidConfig, SendQueueFull, parse_server_message
-from livesync.protocol import Outbound, SessionProtocol, State
+from livesync.protocol import MIN_COVERAGE_MARGIN, Outbound, SessionProtocol, State
 
 HANDLE_A = "Cig0ZDR1OTViNHVjOWh6aGJvMmhwdWk3NzJiZWRwYW91bnNtajgxZHN1"
 HANDLE_B = "CihyNDg4aGJvMmhwdWk3NzJiZWRwYW91bnNtajgxZHN1cnN0dXZ3eHl6"
@@ -581,3 +581,20 @@ def test_a_go_away_between_setup_complete_and_its_handle_changes_nothing() -> No
     p.receive(msg({"usageMetadata": {"totalTokenCount": 3}}), 4.96)
     handle(p, now=5.0)  # the setup's handle: it restores the old state
     assert [e.kind for e in resume(p)] == ["audio"]
+
+
+def test_a_loopback_round_trip_does_not_shrink_the_coverage_margin_below_its_floor() -> None:
+    """Found by the long-session benchmark: with a round trip of 1 ms (loopback), audio
+    written 3.7 ms before a handle arrived was taken as covered, while the server,
+    lagging its input by 2.6 ms, had not read it: lost at the next rotation, counted
+    nowhere. A round trip says little about how fast a server reads its input."""
+    p = opened()
+    p.observe_rtt(0.001)
+    send(p, "audio", "{}", now=10.0)
+    handle(p, now=10.0037)
+    assert [e.kind for e in resume(p)] == ["audio"]
+    assert p.counters.unconfirmed == 1  # replayed: the server may have read it after all
+    assert p.coverage_margin == MIN_COVERAGE_MARGIN
+    p = opened(replay_margin=0.5)
+    p.observe_rtt(0.001)
+    assert p.coverage_margin == 0.5 + MIN_COVERAGE_MARGIN  # a lagging server: raised further
