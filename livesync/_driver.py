@@ -704,7 +704,9 @@ class Driver:
             now = time.monotonic()
             with self._lock:
                 deadline = self._protocol.go_away_deadline
-                lead = self._policy.rotation_lead(deadline - now) if (
+                # Fixed by the notice, not the time remaining (a lead shrinking with it
+                # would put a forced rotation at the deadline itself).
+                lead = self._policy.rotation_lead(self._protocol.go_away_notice) if (
                     deadline is not None and self._policy is not None) else 0.0
                 due = deadline is not None and self._policy is not None and (
                     self._protocol.rotation_due(now, lead))

@@ -208,6 +208,7 @@ class SessionProtocol:
         self.resumption_handle: Optional[str] = handle
         self.handle_issued_at: Optional[float] = handle_issued_at if handle else None
         self.go_away_deadline: Optional[float] = None
+        self.go_away_notice = 0.0  # the goAway's timeLeft, in seconds
         self.tools = ToolLedger()
         self.counters = Counters()
         self._tool_evidence = not _non_blocking_tools(self._setup)
@@ -476,7 +477,8 @@ class SessionProtocol:
                 self._release_held([i for i, e in self._held.items() if id(e) in gone])
         if message.go_away is not None:
             left = message.go_away.time_left
-            self.go_away_deadline = now + (left.total_seconds() if left is not None else 0.0)
+            self.go_away_notice = max(0.0, left.total_seconds()) if left is not None else 0.0
+            self.go_away_deadline = now + self.go_away_notice
         update = message.session_resumption_update
         if update is not None:
             self._resumption_update(update, now)

@@ -81,6 +81,25 @@ def test_connection_lifetime_is_survived_repeatedly(make_emulator: Any) -> None:
     assert all(c.close_code != 1011 for c in emu.connections[:3])
 
 
+def test_a_forced_rotation_keeps_its_lead_before_the_deadline(make_emulator: Any) -> None:
+    """Found by CI (3.9): the lead before a goAway deadline was a quarter of the time
+    *remaining*, recomputed at every wake-up, so it shrank with it and a rotation
+    forced mid-generation only came at the deadline, racing the server's close. The
+    lead is fixed when the goAway arrives: min(rotation_margin, notice / 4)."""
+    emu = make_emulator(chunk_delay=0.2)  # a 20-chunk reply takes 4 s: no safe point
+    rec = Recorder()
+    with connect(emu, on_reconnect=rec.on_reconnect, on_message=rec.on_message,
+                 reconnect=ReconnectPolicy(rotation_margin=0.3)) as session:
+        session.send_text("Please repeat this sentence slowly, word for word, " * 5)
+        rec.wait("on_message", where=lambda m: bool(m.text))
+        sent = time.time()
+        emu.send_go_away(time_left=2.0)  # lead 0.3 s: rotate 1.7 s after, mid-reply
+        rec.wait("on_reconnect", timeout=20 * TIMEOUT)
+        old = emu.connections[0]
+        assert old.client_close_code == 1000
+        assert old.closed_at is not None and old.closed_at - sent < 1.9  # not at the cut
+
+
 def test_rotation_forced_by_deadline_mid_generation(make_emulator: Any) -> None:
     """A goAway during a long generation forces rotation before the deadline; ask() still
     returns a complete answer (the question is replayed on the resumed session)."""
