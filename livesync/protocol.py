@@ -55,9 +55,10 @@ that leave calls open and answers to calls the server cancelled cause no output
 of their own.
 They are proven by later evidence when there is some. Otherwise a handle
 covers them by time: if they were sent at least ``replay_margin`` plus twice the
-measured round-trip time (at least ``MIN_COVERAGE_MARGIN``) before it arrived (and after no unproven turn). Sent
-later than that, they are replayed and counted as ``unconfirmed``: the server
-may have read them before issuing the handle, so they may be duplicated. A
+measured round-trip time (at least ``MIN_COVERAGE_MARGIN``) before it arrived
+(and after no unproven turn). Sent later than that, they are replayed and
+counted as ``unconfirmed``: the server may have read them before issuing the
+handle, so they may be duplicated. A
 server that lags its input by more than the margin may lose such input at a
 drop; so may one that issues a handle while still reading a burst (the replays
 written right after a reconnect) and takes longer than the margin to read it.
