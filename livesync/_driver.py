@@ -397,12 +397,13 @@ class Driver:
                     claim(self._protocol.last_seq)
                 conn = self._conn
                 lost = self._protocol.counters.dropped - dropped
+                first_media = kind in MEDIA_KINDS and kind not in self._media_since
+                if first_media:
+                    self._media_since[kind] = now
                 # The supervisor watches what this may start: output owed (a stall),
                 # a message held back by pacing, the session limits of a media kind.
-                wake = kind not in MEDIA_KINDS or kind not in self._media_since or (
+                wake = kind not in MEDIA_KINDS or first_media or (
                     entry is None and self._protocol.queued == 1)
-                if kind in MEDIA_KINDS and kind not in self._media_since:
-                    self._media_since[kind] = now
             if lost:
                 self._warn_loss(lost)
             if entry is not None and conn is not None:

@@ -235,7 +235,7 @@ class Transport:
                 server broke the framing rules.
         """
         while True:
-            item = self.poll()
+            item = self._buffered()
             if item is not None:
                 return item
             try:
@@ -253,9 +253,8 @@ class Transport:
                 raise ConnectionLost("connection lost: connection closed")
             self._parser.feed(data)
 
-    def poll(self) -> Union[Frame, Close, None]:
-        """Like :meth:`recv` for what was read already: None instead of reading the
-        socket (the reader hands a burst over at once). Reader thread only."""
+    def _buffered(self) -> Union[Frame, Close, None]:
+        """The next item of what was read already, or None (reader thread)."""
         try:
             item = self._parser.next()
         except _frames.MessageTooLarge as exc:
