@@ -56,7 +56,11 @@ def run(client: livesync.Client, model: str = MODEL) -> None:
         #    it stream too, so the callback above prints it as well).
         print("> What is the capital of France?")
         print("< ", end="")
+        replied.clear()
         turn = session.ask("What is the capital of France?", timeout=60)
+        # ask() can return while the callback is still printing the same reply on the
+        # dispatcher thread: let it finish its line first.
+        replied.wait(60)
         print("ask() returned:", repr(turn.text))
         if turn.usage and turn.usage.total_token_count:
             print("tokens used:", turn.usage.total_token_count)
