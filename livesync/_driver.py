@@ -139,6 +139,7 @@ class SessionOptions:
     logger: Optional[Union[logging.Logger, logging.LoggerAdapter[Any]]] = None
     takeover: bool = False
     takeover_timeout: float = 30.0
+    max_buffered_media_age: Optional[float] = None
 
 
 @dataclass(eq=False)
@@ -225,6 +226,7 @@ class Driver:
             replay_margin=policy.replay_margin if policy else 0.0,
             max_buffered_media=options.max_buffered_media,
             max_buffered_messages=options.max_buffered_messages,
+            max_buffered_media_age=options.max_buffered_media_age,
             handle=handle, handle_issued_at=issued,
         )
         self._has_compression = "contextWindowCompression" in setup
@@ -433,7 +435,8 @@ class Driver:
         now = time.monotonic()
         if now - self._loss_logged_at >= 10.0:
             self._log.warning("dropped %d queued media messages while disconnected "
-                              "(max_buffered_media reached)", self._loss_unlogged)
+                              "(max_buffered_media or max_buffered_media_age reached)",
+                              self._loss_unlogged)
             self._loss_unlogged, self._loss_logged_at = 0, now
 
     # Receiving without callbacks.

@@ -425,6 +425,7 @@ class Client:
         stall_timeout: Optional[float] = 60.0,
         # Buffers.
         max_buffered_media: int = 2_000_000,
+        max_buffered_media_age: Optional[float] = None,
         max_buffered_messages: int = 1_000,
         max_receive_queue: int = 10_000,
         max_queue: int = 1_000,
@@ -484,6 +485,10 @@ class Client:
                 failed connection: livesync resumes and replays. ``Reconnected.cause``
                 starts with "stall", ``stats().stalls`` counts them. None disables it.
             max_buffered_media: bytes of audio/video kept for replay; older is dropped.
+            max_buffered_media_age: audio/video queued or sent more than this many
+                seconds ago is evicted from the replay buffer (None: bounded by bytes
+                only); checked at each send. As with the byte bound, evicted media
+                is counted as dropped only if a resume needs it (unsent media: at once).
             max_buffered_messages: other messages kept for replay before sends fail.
             max_receive_queue: messages kept for ``receive()``; older ones are dropped
                 (logged and counted) when nobody reads them. Without ``on_message``
@@ -528,6 +533,9 @@ class Client:
         ping_timeout = _check_optional_seconds(ping_timeout, "ping_timeout")
         stall_timeout = _check_optional_seconds(stall_timeout, "stall_timeout")
         max_buffered_media = _check_count(max_buffered_media, "max_buffered_media")
+        max_buffered_media_age = _check_optional_seconds(
+            max_buffered_media_age, "max_buffered_media_age"
+        )
         max_buffered_messages = _check_count(max_buffered_messages, "max_buffered_messages")
         max_receive_queue = _check_count(max_receive_queue, "max_receive_queue")
         max_queue = _check_count(max_queue, "max_queue")
@@ -581,6 +589,7 @@ class Client:
             max_receive_queue=max_receive_queue, max_queue=max_queue,
             max_queue_bytes=max_queue_bytes, logger=logger,
             takeover=takeover, takeover_timeout=takeover_timeout,
+            max_buffered_media_age=max_buffered_media_age,
         )
         session = open_session(dialer, setup, options, vertexai=self._vertexai)
         self._sessions.add(session)

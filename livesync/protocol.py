@@ -70,7 +70,10 @@ A fresh session (the server refused the handle) gets what was never sent, plus
 the ``activityStart`` of an activity still open, so that it is inside the same
 activity as the application.
 
-Audio and video past ``max_buffered_media`` bytes are evicted oldest first.
+Audio and video are evicted oldest first while they take more than
+``max_buffered_media`` bytes and, with ``max_buffered_media_age``, while the
+oldest was enqueued more than that many seconds ago; both bounds are applied,
+by one rule, whenever a message is enqueued.
 Evicting sent media loses nothing unless a resume happens before a handle covers
 it: only then is it counted as dropped. Evicting unsent media (queued during an
 outage) is a loss at once. Text, activity markers and tool responses are never
@@ -137,6 +140,8 @@ class Outbound:
         expects: the evidence that will prove it read: ``"turn"``, ``"tool"`` or ``""``.
         unconfirmed: a handle arrived that may or may not have covered it.
         in_history: its words are in the history that seeds a fresh session.
+        queued_at: when it was enqueued (media older than ``max_buffered_media_age``
+            is evicted).
     """
 
     seq: int
@@ -150,6 +155,7 @@ class Outbound:
     expects: str = ""
     unconfirmed: bool = False
     in_history: bool = False
+    queued_at: float = 0.0
 
     @property
     def size(self) -> int:
@@ -194,6 +200,7 @@ class SessionProtocol:
         replay_margin: float = 0.0,
         max_buffered_media: int = 2_000_000,
         max_buffered_messages: int = 1_000,
+        max_buffered_media_age: Optional[float] = None,
         handle: Optional[str] = None,
         handle_issued_at: Optional[float] = None,
         hold_timeout: float = HOLD_TIMEOUT,
@@ -203,6 +210,7 @@ class SessionProtocol:
         self.replay_margin = replay_margin
         self.max_buffered_media = max_buffered_media
         self.max_buffered_messages = max_buffered_messages
+        self.max_buffered_media_age = max_buffered_media_age
         self.hold_timeout = hold_timeout
         self.state = State.CONNECTING
         self.generation = 0
@@ -363,7 +371,8 @@ class SessionProtocol:
         if kind not in MEDIA_KINDS:
             self._check_room()
         self._seq += 1
-        entry = Outbound(self._seq, kind, text, tool_ids, turn=self._is_turn(kind, turn_complete))
+        entry = Outbound(self._seq, kind, text, tool_ids,
+                         turn=self._is_turn(kind, turn_complete), queued_at=now)
         if kind == "activity_start":
             self._open_activity = entry
         elif kind == "activity_end":
@@ -376,12 +385,12 @@ class SessionProtocol:
             self._queue.append(entry)
         if kind in MEDIA_KINDS:
             self._media_bytes += entry.size
-            self._evict_media()
         else:
             self._messages += 1
             self._contexts += kind == "context_update"
             if self.history is not None and kind == "content" and not entry.turn:
                 self._remember(entry)  # context, not a question: kept as it is sent
+        self._evict_media(now)
         return claimed
 
     def next_to_send(self, now: float) -> Optional[Outbound]:
@@ -741,15 +750,30 @@ class SessionProtocol:
         self.counters.dropped += n
         self.counters.dropped_tool_ids.extend(tool_ids)
 
-    def _evict_media(self) -> None:
-        while self._media_bytes > self.max_buffered_media:
+    def _evict_media(self, now: float) -> None:
+        """The one eviction rule: evict the oldest media while media takes more than
+        ``max_buffered_media`` bytes or the oldest was enqueued more than
+        ``max_buffered_media_age`` seconds before ``now``.
+
+        Media is in send order (what was sent on this connection, then the queue), so
+        the age bound stops at the first entry young enough: one look per enqueue
+        when nothing is old.
+        """
+        age = self.max_buffered_media_age
+        cutoff = float("-inf") if age is None else now - age
+        while self._media_bytes > 0:
+            over = self._media_bytes > self.max_buffered_media
+            if not over and age is None:
+                return  # bounded by bytes only: nothing to look at
             victim = next((e for e in self._sent if e.kind in MEDIA_KINDS), None)
             where = self._sent
             if victim is None:
                 victim = next((e for e in self._queue if e.kind in MEDIA_KINDS), None)
                 where = self._queue
             if victim is None:  # pragma: no cover - media bytes imply a media entry
-                break
+                return
+            if not over and victim.queued_at >= cutoff:
+                return  # young enough, and so is all the media after it
             where.remove(victim)
             self._media_bytes -= victim.size
             if where is self._queue and victim.sent_at is None:

@@ -105,7 +105,8 @@ class Session:
         """Send one ``realtimeInput`` field (exactly one argument). Any thread.
 
         Audio and video queued during a reconnect may be dropped oldest first past
-        ``max_buffered_media`` (counted and reported); the rest is never dropped.
+        ``max_buffered_media`` or ``max_buffered_media_age`` (counted and reported);
+        the rest is never dropped.
         """
         self._driver.send_realtime_input(
             audio=audio, video=video, text=text, activity_start=activity_start,

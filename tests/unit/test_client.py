@@ -261,7 +261,7 @@ def test_base_url_userinfo_is_masked_and_not_dialed() -> None:
       for name in ("open_timeout", "close_timeout", "write_timeout")
       for value in (0, -1, math.nan, math.inf, -math.inf, 1e300, "10", True, None)],
     *[({name: value}, name)
-      for name in ("ping_interval", "ping_timeout")
+      for name in ("ping_interval", "ping_timeout", "max_buffered_media_age")
       for value in (0, -1.5, math.nan, math.inf, "30", False)],
     *[({name: value}, name)
       for name in ("max_buffered_media", "max_buffered_messages", "max_receive_queue")
@@ -288,7 +288,7 @@ def test_good_connect_arguments_are_normalized(made: List[Dict[str, Any]]) -> No
     livesync.Client(api_key="k").connect(
         "m", on_message=print, fail_fast=True, open_timeout=3, close_timeout=0.5,
         ping_interval=None, ping_timeout=None, max_buffered_media=1, max_receive_queue=5,
-        logger=adapter, handle_store=store, session_key="chat",
+        max_buffered_media_age=5, logger=adapter, handle_store=store, session_key="chat",
         resumption_handle="handle-1",
     )
     (kwargs,) = made
@@ -296,6 +296,8 @@ def test_good_connect_arguments_are_normalized(made: List[Dict[str, Any]]) -> No
     assert kwargs["close_timeout"] == 0.5
     assert kwargs["ping_interval"] is None and kwargs["ping_timeout"] is None
     assert kwargs["max_buffered_media"] == 1 and kwargs["max_receive_queue"] == 5
+    assert kwargs["max_buffered_media_age"] == 5.0
+    assert type(kwargs["max_buffered_media_age"]) is float
     assert kwargs["logger"] is adapter and kwargs["handle_store"] is store
     assert kwargs["resumption_handle"] == "handle-1"
     assert kwargs["fail_fast"] is True

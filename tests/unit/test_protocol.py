@@ -319,6 +319,89 @@ def test_text_is_never_evicted_and_overflow_raises() -> None:
         p.enqueue("content", "c", 0.0, turn_complete=False)
 
 
+def test_sent_media_past_the_age_is_evicted_and_dropped_only_if_a_resume_misses_it() -> None:
+    """Issue 10: with max_buffered_media_age, sent media enqueued more than that many
+    seconds ago leaves the buffer at the next enqueue; as with the byte bound, it is
+    counted as dropped only if a resume happens before a handle covers it."""
+    p = opened(max_buffered_media_age=5.0)
+    send(p, "audio", "a0", now=0.0)
+    send(p, "audio", "a1", now=1.5)
+    send(p, "audio", "a2", now=6.5)  # a0 is 6.5 s old: evicted; a1, exactly 5 s old, stays
+    assert p.counters.dropped == 0  # a handle may still cover a0
+    assert [e.text for e in resume(p)] == ["a1", "a2"]
+    assert p.counters.dropped == 1
+
+    p = opened(max_buffered_media_age=5.0)
+    send(p, "audio", "a0", now=0.0)
+    send(p, "audio", "a1", now=6.0)  # a0 evicted
+    handle(p, now=8.0)  # covers a0 and a1 by time
+    assert resume(p) == [] and p.counters.dropped == 0
+
+
+def test_media_covered_by_a_handle_is_gone_before_the_age_bound_looks() -> None:
+    """Only uncovered media is evicted by age (and counted at a resume); a handle
+    already released what it covers."""
+    p = opened(max_buffered_media_age=5.0)
+    send(p, "audio", "a0", now=0.0)
+    send(p, "audio", "a1", now=1.0)
+    handle(p, now=3.0)  # covers a0 and a1
+    send(p, "audio", "a2", now=4.0)
+    send(p, "audio", "a3", now=10.0)  # a2 is 6 s old: evicted
+    assert [e.text for e in resume(p)] == ["a3"]
+    assert p.counters.dropped == 1  # a2 only
+
+
+def test_unsent_media_past_the_age_is_dropped_at_once() -> None:
+    """Media queued during an outage, or waiting to be replayed, and older than
+    max_buffered_media_age is a loss right away."""
+    p = SessionProtocol({"model": "m"}, max_buffered_media_age=5.0)
+    p.begin_connection(resume=False)
+    for i, now in enumerate((0.0, 2.0, 4.0, 6.0)):
+        assert p.enqueue("audio", "a%d" % i, now) is None
+    assert p.counters.dropped == 1  # a0
+    assert p.enqueue("audio", "a4", 9.5) is None  # a1 and a2 are older than 4.5
+    assert p.counters.dropped == 3
+    p.open()
+    assert [e.text for e in iter(lambda: p.next_to_send(9.5), None)] == ["a3", "a4"]
+
+    p.begin_connection(resume=True)  # a3 and a4 wait to be replayed
+    assert p.enqueue("audio", "a5", 12.0) is None  # a3 is 6 s old
+    assert p.counters.dropped == 4
+
+
+def test_the_age_bound_never_evicts_other_messages() -> None:
+    """Text, markers and audioStreamEnd stay whatever their age; any enqueue applies
+    the bound to the media."""
+    p = opened(max_buffered_media_age=1.0)
+    send(p, "content", "c0", now=0.0)
+    send(p, "audio", "a0", now=0.0)
+    send(p, "audio_stream_end", "e0", now=0.0)
+    send(p, "audio", "a1", now=10.0)  # a0 evicted
+    send(p, "content", "c1", now=20.0)  # a1 evicted
+    assert [e.text for e in resume(p)] == ["c0", "e0", "c1"]
+    assert p.counters.dropped == 2
+
+
+def test_without_an_age_media_is_bounded_by_bytes_only() -> None:
+    """max_buffered_media_age=None (the default) keeps media of any age."""
+    p = opened(max_buffered_media_age=None)
+    for i, now in enumerate((0.0, 100.0, 10_000.0)):
+        send(p, "audio", "a%d" % i, now=now)
+    assert [e.text for e in resume(p)] == ["a0", "a1", "a2"]
+    assert p.counters.dropped == 0
+
+
+def test_the_byte_bound_still_applies_alongside_the_age() -> None:
+    """Whichever bound is reached first evicts the oldest media."""
+    p = opened(max_buffered_media=10, max_buffered_media_age=5.0)
+    send(p, "audio", "chunk-0", now=0.0)
+    send(p, "audio", "chunk-1", now=1.0)  # 14 bytes: chunk-0 evicted, young as it is
+    send(p, "audio", "b", now=2.0)
+    send(p, "audio", "c", now=6.5)  # 9 bytes, but chunk-1 is 5.5 s old: evicted
+    assert [e.text for e in resume(p)] == ["b", "c"]
+    assert p.counters.dropped == 2
+
+
 def test_transparent_index_prunes_exactly() -> None:
     """Vertex: lastConsumedClientMessageIndex removes exactly the acknowledged messages."""
     p = opened(transparent=True)
