@@ -553,6 +553,10 @@ class Driver:
                 self._closing.set()
                 if self._state != "closed":
                     self._state = "closing"
+            conn = self._conn
+            setting_up = conn is not None and conn.reader is None
+        if setting_up and conn is not None:  # the supervisor is reading for setupComplete
+            conn.transport.abort()
         self._wakeup.set()
         self._dispatch.stop()
         current, conn = threading.current_thread(), self._conn
@@ -841,7 +845,14 @@ class Driver:
         return standby
 
     def _rotate(self, old: _Connection) -> Optional[_Connection]:
-        """Planned rotation: close the old socket, then resume on the standby (or a new one)."""
+        """Planned rotation: close the old socket, then resume on the standby (or a new one).
+
+        The close frame goes first, so that its echo travels while the new socket is
+        dialed; the setup (with the handle) waits until the old connection is closed.
+        """
+        with self._send_lock, self._lock:
+            self._protocol.begin_rotation()  # sends queue from here on
+        old.transport.send_close(1000, "rotating")
         transport = self._take_standby()
         if transport is None:
             try:
@@ -849,8 +860,6 @@ class Driver:
             except LiveSyncError as exc:
                 self._log.warning("rotation dial failed (%s); reconnecting", type(exc).__name__)
                 return None
-        with self._send_lock, self._lock:
-            self._protocol.begin_rotation()  # sends queue from here on
         self._end_connection(old, 1000, "rotating")
         self._state = "reconnecting"
         try:
@@ -971,10 +980,6 @@ class Driver:
             conn = _Connection(transport, self._protocol.generation,
                                resumed=resume and self._protocol.resumption_handle is not None)
             self._conn = conn
-        conn.reader = threading.Thread(
-            target=self._read, args=(conn,), daemon=True,
-            name="livesync-reader-%s-%d" % (self.id, conn.generation),
-        )
         try:
             conn.setup_sent_at = time.monotonic()
             size = transport.send_text(setup)
@@ -982,7 +987,6 @@ class Driver:
             transport.abort()
             raise _Rejected(Outcome(None, "", error="setup not sent"),
                             SetupRejected(1006, "connection lost")) from exc
-        conn.reader.start()
         with self._send_lock:
             self._messages_out += 1
             self._bytes_out += size
@@ -991,6 +995,11 @@ class Driver:
             self._protocol.open()
             conn.opened_at = time.monotonic()
             self._counters["connections"] += 1
+            conn.reader = threading.Thread(  # from here close() no longer aborts it
+                target=self._read, args=(conn,), daemon=True,
+                name="livesync-reader-%s-%d" % (self.id, conn.generation),
+            )
+        conn.reader.start()
         self._flush(conn)
         return conn
 
@@ -1020,23 +1029,25 @@ class Driver:
             raise _Rejected(Outcome(error=str(error)), error) from exc
 
     def _await_setup(self, conn: _Connection, deadline: float) -> None:
-        while not conn.ready.is_set():
+        """Read ``conn`` on this (supervisor) thread up to ``setupComplete``; its reader
+        thread starts after. One thread hand-off fewer in every reconnect's gap.
+        ``close()`` aborts the socket to end the wait (:meth:`request_close`)."""
+        while not conn.ready.is_set() and not conn.done.is_set():
             remaining = deadline - time.monotonic()
-            if self._closing.is_set() or remaining <= 0 or conn.done.is_set():
+            if self._closing.is_set() or remaining <= 0:
                 break
-            self._wakeup.wait(min(remaining, 1.0))
-            self._wakeup.clear()
-            if conn.ready.wait(0):
-                break
+            self._read_one(conn, remaining)
         if conn.ready.is_set():
             return
+        if self._closing.is_set():
+            conn.transport.abort()
+            self._connection_ended(conn, Outcome(1000, "closing"))
+            raise _Rejected(Outcome(1000, "closing"), SessionClosedOK(1000, "closed"))
         if conn.done.is_set():
             out = conn.ended(reached_setup=False)
             raise _Rejected(out, SetupRejected(out.effective_code, out.reason))
         conn.transport.abort()
-        conn.done.wait(self._close_timeout)
-        if self._closing.is_set():
-            raise _Rejected(Outcome(1000, "closing"), SessionClosedOK(1000, "closed"))
+        self._connection_ended(conn, Outcome(None, "", error="setup timeout"))
         raise _Rejected(Outcome(None, "", error="setup timeout"),
                         ConnectTimeout("no setupComplete within %.1fs" % self._open_timeout))
 
@@ -1156,25 +1167,31 @@ class Driver:
         if thread.is_alive():
             self._log.warning("thread %s did not exit in time", thread.name)
 
-    # Reader thread.
+    # Reader thread (and the supervisor, up to setupComplete).
 
     def _read(self, conn: _Connection) -> None:
-        outcome = Outcome(None, "", error="connection lost")
+        while self._read_one(conn):
+            pass
+
+    def _read_one(self, conn: _Connection, timeout: Optional[float] = None) -> bool:
+        """Read one frame and act on it; False once ``conn`` has ended (its outcome and
+        ``done`` set). ``timeout`` bounds the wait (the supervisor's setup deadline)."""
         try:
-            while True:
-                item = conn.transport.recv()
-                if item is None:
-                    continue
-                now = conn.last_activity = time.monotonic()
-                if isinstance(item, Close):
-                    outcome = Outcome(item.code, item.reason, after_go_away=conn.go_away)
-                    break
-                if not item.control:
-                    self._handle_frame(conn, item.data, now)
-                elif item.data == PING_PAYLOAD and conn.ping_sent_at is not None:
+            item = conn.transport.recv(timeout)
+            if item is None:
+                return True
+            now = conn.last_activity = time.monotonic()
+            if isinstance(item, Close):
+                outcome = Outcome(item.code, item.reason, after_go_away=conn.go_away)
+            elif not item.control:
+                self._handle_frame(conn, item.data, now)
+                return True
+            else:
+                if item.data == PING_PAYLOAD and conn.ping_sent_at is not None:
                     with self._lock:
-                        self._protocol.observe_rtt(conn.last_activity - conn.ping_sent_at)
+                        self._protocol.observe_rtt(now - conn.ping_sent_at)
                     conn.ping_sent_at = None
+                return True
         except MessageTooBig as exc:
             self._log.warning("closing the connection: %s", exc)
             conn.transport.send_close(1009, "message too big")
@@ -1184,13 +1201,17 @@ class Driver:
         except BaseException:  # noqa: B036 - a reader must never die silently
             self._log.error("unexpected internal error in the reader", exc_info=True)
             outcome = Outcome(None, "", error="internal error", after_go_away=conn.go_away)
-        finally:
-            if conn.outcome == Outcome():
-                conn.outcome = outcome
-            conn.done.set()
-            self._wakeup.set()
-            if self._debug:
-                self._log.debug("= connection %d ended: %s", conn.generation, conn.outcome)
+        self._connection_ended(conn, outcome)
+        return False
+
+    def _connection_ended(self, conn: _Connection, outcome: Outcome) -> None:
+        """Record how ``conn`` ended (the first outcome wins) and wake the supervisor."""
+        if conn.outcome == Outcome():
+            conn.outcome = outcome
+        conn.done.set()
+        self._wakeup.set()
+        if self._debug:
+            self._log.debug("= connection %d ended: %s", conn.generation, conn.outcome)
 
     def _handle_frame(self, conn: _Connection, data: bytes, now: float) -> None:
         """Decode one data frame, update the state, hand the message on (reader thread)."""

@@ -1,6 +1,6 @@
 """WebSocket framing, client side (RFC 6455 §5), without I/O.
 
-:func:`text_frame` builds the masked frame of one client message;
+:func:`text_frame` and :func:`close_frame` build the masked frames a client sends;
 :class:`FrameParser` splits the bytes read from the socket into server messages
 and control frames. The transport owns the socket and one parser per
 connection (its reader thread feeds it); nothing here blocks or takes a lock.
@@ -16,7 +16,7 @@ import os
 import struct
 from typing import List, Optional, Tuple
 
-__all__ = ["FrameParser", "FramingError", "MessageTooLarge", "text_frame",
+__all__ = ["FrameParser", "FramingError", "MessageTooLarge", "text_frame", "close_frame",
            "CLOSE", "PING", "PONG", "TEXT", "BINARY"]
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -41,19 +41,26 @@ class MessageTooLarge(Exception):
 
 
 def text_frame(data: bytes) -> bytes:
-    """One final, masked text frame carrying ``data``.
+    """One final, masked text frame carrying ``data``."""
+    return _masked(0x80 | TEXT, data)
 
-    The masking key comes from ``os.urandom`` (§10.3: unpredictable); the XOR
-    runs on two big integers.
-    """
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    """A masked close frame (§5.5.1): ``code``, then ``reason`` cut to 123 bytes."""
+    return _masked(0x80 | CLOSE, _LENGTH_16.pack(code) + reason[:123])
+
+
+def _masked(first: int, data: bytes) -> bytes:
+    """A frame with first byte ``first``, masked with a key from ``os.urandom``
+    (§10.3: unpredictable); the XOR runs on two big integers."""
     key = os.urandom(4)
     n = len(data)
     if n < 126:
-        head = _HEAD_7.pack(0x81, 0x80 | n, key)
+        head = _HEAD_7.pack(first, 0x80 | n, key)
     elif n < 65536:
-        head = _HEAD_16.pack(0x81, 0xFE, n, key)
+        head = _HEAD_16.pack(first, 0xFE, n, key)
     else:
-        head = _HEAD_64.pack(0x81, 0xFF, n, key)
+        head = _HEAD_64.pack(first, 0xFF, n, key)
     return head + _xor(data, key)
 
 

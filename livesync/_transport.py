@@ -36,6 +36,7 @@ import math
 import os
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Type, Union
@@ -156,6 +157,7 @@ class Transport:
         self._write_lock = ws.lock  # websocket-client's send lock (enable_multithread)
         self._parser = _frames.FrameParser(max_message_size)  # reader thread only
         self._close_sent = False
+        self._close_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -209,24 +211,30 @@ class Transport:
             ConnectionLost: the frame could not be sent (the connection is unusable).
         """
         data = text.encode("utf-8")
-        frame = _frames.text_frame(data)
+        self._write(_frames.text_frame(data), "send failed")
+        return len(data)
+
+    def _write(self, frame: bytes, what: str) -> None:
+        """Write one frame under websocket-client's send lock (so its pongs never
+        interleave), bounded by ``write_timeout``; ``what`` prefixes the error."""
         try:
             with self._write_lock:
                 sock = self._ws.sock
                 if sock is None:
-                    raise ConnectionLost("send failed: socket is already closed")
-                sock.sendall(frame)  # bounded by write_timeout as a whole
+                    raise ConnectionLost("%s: socket is already closed" % what)
+                sock.sendall(frame)
         except LiveSyncError:
             raise
         except Exception as exc:
-            raise _translate(exc, "send failed", None) from exc
-        return len(data)
+            raise _translate(exc, what, None) from exc
 
-    def recv(self) -> Union[Frame, Close, None]:
-        """Read the next message, ping, pong or close frame. Reader thread only.
+    def recv(self, timeout: Optional[float] = None) -> Union[Frame, Close, None]:
+        """Read the next message, ping, pong or close frame. One reading thread only.
 
         Answers pings and echoes a close frame. Returns None when a read timed out
-        (what was read so far is kept); the caller just reads again.
+        (what was read so far is kept); the caller just reads again. A ``timeout``
+        bounds each socket read instead of the write timeout: only while no other
+        thread uses the connection (it sets the socket's timeout for the read).
 
         Raises:
             MessageTooBig: a message over ``max_message_size`` (its payload is
@@ -242,7 +250,10 @@ class Transport:
                 sock = self._ws.sock
                 if sock is None:
                     raise ConnectionLost("connection lost: socket is already closed")
-                data = sock.recv(RECV_SIZE)
+                if timeout is None:
+                    data = sock.recv(RECV_SIZE)
+                else:
+                    data = _recv_within(sock, timeout)
             except socket.timeout:  # TimeoutError from 3.10 on
                 return None
             except LiveSyncError:
@@ -281,8 +292,7 @@ class Transport:
         if code is not None and not (1000 <= code <= 1003 or 1007 <= code <= 1014
                                      or 3000 <= code <= 4999):
             raise ConnectionLost("connection lost: protocol error (close code %d)" % code)
-        if not self._close_sent:  # the closing handshake's echo
-            self.send_close(1000)
+        self.send_close(1000)  # the closing handshake's echo, unless we began it
         _shutdown(self._ws)
         return Close(code, reason)
 
@@ -292,11 +302,16 @@ class Transport:
             self._ws.ping(payload)
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame without reading (the reader sees the echo). Any thread."""
-        self._close_sent = True
+        """Send a close frame without reading (the reader sees the echo). Any thread.
+
+        At most once per connection (RFC 6455 §5.5.1): later calls do nothing.
+        """
+        with self._close_lock:
+            if self._close_sent:
+                return
+            self._close_sent = True
         try:
-            with _boundary("close frame not sent"):
-                self._ws.send_close(code, reason.encode("utf-8")[:123])
+            self._write(_frames.close_frame(code, reason.encode("utf-8")), "close frame not sent")
         except ConnectionLost as exc:
             logger.debug("! %s", exc)
 
@@ -376,6 +391,15 @@ def _retry_after(headers: Optional[Mapping[str, str]]) -> Optional[float]:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def _recv_within(sock: socket.socket, timeout: float) -> bytes:
+    saved = sock.gettimeout()
+    sock.settimeout(max(timeout, 0.001))
+    try:
+        return sock.recv(RECV_SIZE)
+    finally:
+        sock.settimeout(saved)
 
 
 def _shutdown(ws: websocket.WebSocket) -> None:

@@ -70,6 +70,29 @@ def test_go_away_rotates_at_a_safe_point_with_the_latest_handle(emulator: Any) -
     assert len(record.connections) == 2
 
 
+def test_a_rotation_whose_dial_fails_reconnects_and_resumes(emulator: Any) -> None:
+    """The rotation closes the old connection before it dials (the close handshake
+    overlaps the dial); a refused dial then falls back to reconnecting, and the
+    session resumes with the latest handle, nothing lost."""
+    rec = Recorder()
+    with connect(emulator, on_reconnect=rec.on_reconnect,
+                 on_resumption_update=rec.on_resumption_update) as session:
+        session.ask("My name is Ada.", timeout=10 * TIMEOUT)
+        rec.wait("on_resumption_update", 2, where=lambda u: u.resumable)
+        handle = session.resumption_handle
+        emulator.refuse_next_upgrade(status=503)
+        emulator.send_go_away(time_left=30.0)
+        event = rec.wait("on_reconnect")[0]
+        assert event.resumed and event.dropped == 0
+        assert [u.status for u in emulator.upgrades][-2:] == [503, 101]
+        assert emulator.connections[0].close_code == 1000
+        assert emulator.connections[1].setup["sessionResumption"] == {"handle": handle}
+        turn = session.ask("What is the capital of France?", timeout=10 * TIMEOUT)
+        assert turn.text == "The capital of France is Paris."
+    (record,) = emulator.sessions.values()
+    assert len(record.connections) == 2
+
+
 def test_connection_lifetime_is_survived_repeatedly(make_emulator: Any) -> None:
     """With real lifetimes (scaled), the session rotates before each deadline close."""
     emu = make_emulator(time_scale=0.001)  # 10 min → 0.6 s, goAway 60 ms before

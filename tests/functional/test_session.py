@@ -173,6 +173,32 @@ def test_connect_times_out_when_the_server_never_answers() -> None:
         server.close()
 
 
+def test_a_setup_that_never_completes_times_out(emulator: Any) -> None:
+    """The upgrade succeeds but setupComplete never comes: ConnectTimeout after
+    open_timeout, with the connection aborted (the supervisor reads the setup)."""
+    emulator.stall_next_setup()
+    started = time.monotonic()
+    with pytest.raises(livesync.ConnectTimeout):
+        connect(emulator, open_timeout=TIMEOUT)
+    assert time.monotonic() - started < 4 * TIMEOUT
+
+
+def test_close_during_a_stalled_setup_returns_promptly(emulator: Any) -> None:
+    """close() while a reconnect waits for setupComplete ends that wait at once,
+    not after open_timeout: it aborts the socket the supervisor is reading."""
+    rec = Recorder()
+    session = connect(emulator, open_timeout=60.0, on_close=rec.on_close)
+    emulator.stall_next_setup()
+    emulator.drop()
+    wait_for(lambda: len(emulator.connections) == 2 and any(
+        "setup" in m.message for m in client_messages(emulator.connections[1])))
+    started = time.monotonic()
+    session.close(timeout=30.0)
+    assert time.monotonic() - started < 4 * TIMEOUT
+    assert session.closed
+    assert rec.wait("on_close")[0].error is None
+
+
 # Callbacks.
 
 

@@ -16,6 +16,7 @@ from livesync._frames import (
     FrameParser,
     FramingError,
     MessageTooLarge,
+    close_frame,
     text_frame,
 )
 
@@ -56,6 +57,14 @@ def test_text_frame_unmasks_to_the_payload(size: int) -> None:
     parser.feed(frame)
     assert parser.next() == (TEXT, data)  # the parser unmasks what it is given
     assert text_frame(data) != frame or size == 0  # a fresh key per frame
+
+
+def test_close_frame_carries_the_code_and_a_reason_cut_to_123_bytes() -> None:
+    frame = close_frame(1000, b"rotating")
+    assert frame[0] == 0x88 and frame[1] == 0x80 | 10  # final close frame, masked
+    parser = FrameParser()
+    parser.feed(frame + close_frame(4000, b"x" * 200))
+    assert drain(parser) == [(CLOSE, b"\x03\xe8rotating"), (CLOSE, b"\x0f\xa0" + b"x" * 123)]
 
 
 def test_a_stream_fed_one_byte_at_a_time_gives_every_message_in_order() -> None:
