@@ -122,16 +122,36 @@ def _serve(conn: Any, options: Dict[str, Any]) -> None:
     options.setdefault("responder", stream_responder)
     with Emulator(record_sent=False, **options) as emu:
         conn.send((emu.base_url, emu.api_key))
-        conn.recv()  # any message (or EOF) stops the emulator
+        while True:  # ("send_go_away", time_left) is obeyed; anything else (or EOF) stops
+            try:
+                command = conn.recv()
+            except EOFError:
+                return
+            if not (isinstance(command, tuple) and command[0] == "send_go_away"):
+                return
+            emu.send_go_away(time_left=command[1])
+            conn.send("ok")
+
+
+class RemoteEmulator:
+    """An Emulator in a child process (:func:`remote_emulator`), driven over a pipe."""
+
+    def __init__(self, base_url: str, api_key: str, pipe: Any) -> None:
+        self.base_url, self.api_key, self._pipe = base_url, api_key, pipe
+
+    def send_go_away(self, time_left: float) -> None:
+        """Send goAway on the open connection; returns once it was sent."""
+        self._pipe.send(("send_go_away", time_left))
+        self._pipe.recv()
 
 
 @contextmanager
-def emulator_process(**options: Any) -> Iterator[Tuple[str, str]]:
+def remote_emulator(**options: Any) -> Iterator[RemoteEmulator]:
     """Run an Emulator with :func:`stream_responder` in a child process.
 
     A separate process gives the server its own interpreter (and core), so the
-    consumers being compared do not share a GIL with the producer.
-    Yields ``(base_url, api_key)``.
+    clients being compared do not share a GIL with the server, as with the real
+    service. Yields a :class:`RemoteEmulator`.
     """
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -140,13 +160,20 @@ def emulator_process(**options: Any) -> Iterator[Tuple[str, str]]:
     try:
         if not parent.poll(30):
             raise RuntimeError("the emulator process did not start")
-        yield parent.recv()
+        yield RemoteEmulator(*parent.recv(), parent)
     finally:
         parent.send("stop")
         proc.join(10)
         if proc.is_alive():
             proc.terminate()
             proc.join(5)
+
+
+@contextmanager
+def emulator_process(**options: Any) -> Iterator[Tuple[str, str]]:
+    """:func:`remote_emulator`, yielding ``(base_url, api_key)``."""
+    with remote_emulator(**options) as emu:
+        yield emu.base_url, emu.api_key
 
 
 def _serve_load(conn: Any, options: Dict[str, Any]) -> None:

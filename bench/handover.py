@@ -2,8 +2,10 @@
 
 Usage: ``python bench/handover.py [--quick] [--rotations N] [--block B]``
 
-Two scenarios, each client on its own loopback emulator (in this process) that
-sends ``goAway`` (timeLeft 30 s):
+Two scenarios, each client on its own loopback emulator that sends ``goAway``
+(timeLeft 30 s). Each emulator runs in a child process, as the real service runs
+elsewhere: a server in the client's process would share its GIL, and every extra
+client thread would pay for the server's work.
 
 * idle: nothing is in flight, so both rotate at once;
 * mid-turn: the goAway arrives while a reply streams; both finish the turn first
@@ -36,10 +38,18 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import websocket
-from _common import MODEL, PATH, median, percentile, setup_message, user_turn
+from _common import (
+    MODEL,
+    PATH,
+    RemoteEmulator,
+    median,
+    percentile,
+    remote_emulator,
+    setup_message,
+    user_turn,
+)
 
 import livesync
-from livesync.emulator import Emulator
 
 GO_AWAY_SECONDS = 30.0
 TIMEOUT = 10.0
@@ -50,7 +60,7 @@ CHUNK_DELAY = 0.005
 class LivesyncClient:
     """An idle livesync session; ``rotate()`` sends goAway, returns (gap, wall) in ms."""
 
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: RemoteEmulator) -> None:
         self.emu = emu
         self.reconnects: queue.Queue[livesync.Reconnected] = queue.Queue()
         self.has_handle = threading.Event()
@@ -95,7 +105,7 @@ class LivesyncClient:
 class NaiveClient:
     """websocket-client that, on goAway, closes and reconnects with the last handle."""
 
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: RemoteEmulator) -> None:
         self.url = emu.base_url + PATH
         self.header = ["x-goog-api-key: " + emu.api_key]
         self.emu = emu
@@ -170,8 +180,8 @@ def main() -> None:
 def run(scenario: str, rotations: int, block_size: int) -> None:
     mid_turn = scenario == "mid-turn"
     results: Dict[str, List[Tuple[float, float]]] = {"livesync": [], "naive": []}
-    with Emulator(chunk_delay=CHUNK_DELAY) as emu_ls, \
-            Emulator(chunk_delay=CHUNK_DELAY) as emu_naive:
+    with remote_emulator(chunk_delay=CHUNK_DELAY) as emu_ls, \
+            remote_emulator(chunk_delay=CHUNK_DELAY) as emu_naive:
         clients: Dict[str, Any] = {"livesync": LivesyncClient(emu_ls),
                                    "naive": NaiveClient(emu_naive)}
         try:
