@@ -1119,6 +1119,7 @@ class Driver:
 
     def _teardown(self) -> None:
         with self._lock:
+            requested = self._closing.is_set()  # close() (or a handover) ended it
             self._closing.set()  # sends raise from now on
         standby = self._take_standby()
         if standby is not None:
@@ -1131,6 +1132,8 @@ class Driver:
             self._protocol.close()
             handle = self._protocol.resumption_handle
         self._state = "closed"
+        if self._final_error is None and requested:  # close() during a reconnect
+            self._final_error = SessionClosedOK(*self._close_request)
         error = self._final_error
         code, reason = self._last_close
         if isinstance(error, SessionClosed) and error.code is not None:

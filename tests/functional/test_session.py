@@ -196,7 +196,8 @@ def test_close_during_a_stalled_setup_returns_promptly(emulator: Any) -> None:
     session.close(timeout=30.0)
     assert time.monotonic() - started < 4 * TIMEOUT
     assert session.closed
-    assert rec.wait("on_close")[0].error is None
+    closed = rec.wait("on_close")[0]
+    assert (closed.code, closed.error) == (1000, None)  # a user close, as documented
 
 
 # Callbacks.
