@@ -16,7 +16,7 @@ sends: when raw gets close to it, raw is limited by the producer.
 
 Each run is timed from the send of the turn to the delivery of ``turnComplete``.
 Prints the median msg/s of each consumer and the ratios livesync/raw (target
->= 0.5) and livesync/google-genai (target >= 2). Nothing is asserted.
+>= 0.6) and livesync/google-genai (target >= 2.5, issue #10). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -157,9 +157,10 @@ def main() -> None:
         print("  %-22s %8.0f msg/s   (runs: %s)" % (
             name, result[name], ", ".join("%.0f" % v for v in values)))
     ours = result["livesync"]
-    print("  livesync / raw          %7.2fx   (target >= 0.5)" % (ours / result[RAW]))
+    print("  livesync / raw          %7.2fx   (target >= 0.6)" % (ours / result[RAW]))
     if "google-genai" in result:
-        print("  livesync / google-genai %7.2fx   (target >= 2)" % (ours / result["google-genai"]))
+        print("  livesync / google-genai %7.2fx   (target >= 2.5)"
+              % (ours / result["google-genai"]))
     else:
         print("  livesync / google-genai  %s" % NO_GENAI)
     if result[RAW] > 0.85 * result[CEILING]:
