@@ -47,7 +47,9 @@ a turn (and anything sent after it) waits until the previous turn is proven
 and its generation has started — typically one time-to-first-token, and only
 when a turn follows another that quickly. ``activityStart`` and ``clientContent``
 are paced too, so that they never cancel a turn whose generation has not started.
-After ``HOLD_TIMEOUT`` seconds without evidence the pacing gives up and sends.
+After ``HOLD_TIMEOUT`` seconds without evidence the pacing gives up and sends. A
+replayed turn holds the next one again for as long, but only on its first replay:
+reconnects more often than the timeout would otherwise hold it back indefinitely.
 
 **What evidence cannot cover.** Audio and video outside an activity,
 ``audioStreamEnd``, ``clientContent`` without ``turnComplete``, tool responses
@@ -142,6 +144,7 @@ class Outbound:
         in_history: its words are in the history that seeds a fresh session.
         queued_at: when it was enqueued (media older than ``max_buffered_media_age``
             is evicted).
+        replays: how many times it was written again after a reconnect.
     """
 
     seq: int
@@ -156,6 +159,7 @@ class Outbound:
     unconfirmed: bool = False
     in_history: bool = False
     queued_at: float = 0.0
+    replays: int = 0
 
     @property
     def size(self) -> int:
@@ -667,6 +671,7 @@ class SessionProtocol:
             self.counters.replayed += 1
             if entry.unconfirmed:
                 self.counters.unconfirmed += 1
+            entry.replays += 1
         if entry.kind == "context_update":
             self._fold_context(json.loads(entry.text)["contextUpdate"])
         self._index += 1
@@ -676,7 +681,10 @@ class SessionProtocol:
         if entry.turn:
             entry.expects = "turn"
             self._pending = entry
-            self._blocked_since = now
+            # A replay restarts the wait for evidence once; a turn replayed again
+            # without any has waited long enough: reconnects more often than the
+            # hold timeout must not hold the next turn back for as long as they last.
+            self._blocked_since = now if entry.replays < 2 else now - self.hold_timeout
         elif entry.kind == "activity_start":
             # No handle is issued while an activity is open, so its activityEnd being
             # proven is the evidence for it and everything inside the activity.

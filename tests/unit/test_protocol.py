@@ -174,6 +174,21 @@ def test_pacing_gives_up_after_the_hold_timeout() -> None:
     assert p.next_to_send(2.0).text == "b"
 
 
+def test_a_replayed_turn_holds_the_next_one_again_but_not_forever() -> None:
+    """A replay restarts the wait for the unanswered turn's evidence once; replayed again
+    without any (reconnects more often than the hold timeout), it holds the next turn no
+    longer, instead of for as long as the reconnects come."""
+    p = opened(hold_timeout=5.0)
+    handle(p, now=0.0)
+    turn(p, "a", 0.0)
+    assert p.enqueue("content", "b", 0.0, turn_complete=True) is None
+    p.begin_rotation()
+    assert [e.text for e in resume(p, 3.0)] == ["a"]
+    assert p.next_to_send(5.5) is None  # the replay's own wait: until 3 + 5
+    p.begin_rotation()
+    assert [e.text for e in resume(p, 6.0)] == ["a", "b"]
+
+
 def test_no_evidence_input_is_covered_by_time_or_counted_unconfirmed() -> None:
     """Audio has no evidence: old enough it is covered, close to the handle it is replayed
     and counted as possibly duplicated."""
