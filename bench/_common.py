@@ -233,6 +233,25 @@ def load_stats(base_url: str) -> Dict[str, Any]:
     return stats
 
 
+def thread_cpu() -> Dict[int, float]:
+    """CPU seconds of each OS thread of this process, by native id (schedstat, ns)."""
+    result = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open("/proc/self/task/%s/schedstat" % tid) as stat:
+                result[int(tid)] = int(stat.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+    return result
+
+
+def role(name: str) -> str:
+    """A thread's role from its name: ``livesync-reader-<id>-<gen>`` -> ``livesync-reader``."""
+    if name.startswith("livesync-"):
+        return "-".join(name.split("-")[:2])
+    return name
+
+
 def raise_fd_limit(needed: int) -> int:
     """Raise this process's soft ``RLIMIT_NOFILE`` towards ``needed`` (up to the hard
     limit); return the soft limit in force."""

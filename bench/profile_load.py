@@ -35,24 +35,20 @@ import threading
 import time
 from typing import Any, Counter, Dict, Tuple
 
-from _common import MODEL, emulator_process, process_cpu, table, wakeup_cost_us
+from _common import (
+    MODEL,
+    emulator_process,
+    process_cpu,
+    role,
+    table,
+    thread_cpu,
+    wakeup_cost_us,
+)
 
 import livesync
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memory import CHUNK, CONFIG, chunk  # noqa: E402
-
-
-def thread_cpu() -> Dict[int, float]:
-    """CPU seconds of each OS thread of this process, by native id (schedstat, ns)."""
-    result = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open("/proc/self/task/%s/schedstat" % tid) as stat:
-                result[int(tid)] = int(stat.read().split()[0]) / 1e9
-        except (OSError, ValueError, IndexError):
-            continue
-    return result
 
 
 def thread_user_sys() -> Dict[int, Tuple[float, float]]:
@@ -67,12 +63,6 @@ def thread_user_sys() -> Dict[int, Tuple[float, float]]:
             continue
         result[int(tid)] = (int(fields[11]) / tick, int(fields[12]) / tick)
     return result
-
-
-def role(name: str) -> str:
-    if name.startswith("livesync-"):
-        return "-".join(name.split("-")[:2])
-    return name
 
 
 def parse_raw(path: str, names: Dict[int, str]) -> Tuple[Counter[str], Counter[str],

@@ -58,7 +58,9 @@ from _common import (
     load_stats,
     process_cpu,
     raise_fd_limit,
+    role,
     table,
+    thread_cpu,
     vm_rss_kb,
 )
 
@@ -70,6 +72,7 @@ REPLY_EVERY, REPLY_SECONDS, REPLY_CHUNK = 2.0, 1.0, 0.04
 SERVER_OPTIONS = {"reply_every": REPLY_EVERY, "reply_seconds": REPLY_SECONDS,
                   "audio_chunk_seconds": REPLY_CHUNK}
 TARGET_CPU_MS = 1.0
+ROLES = ("sender", "reader", "dispatch", "supervisor")
 
 
 class Counter:
@@ -129,10 +132,16 @@ def child_livesync(urls: List[str], api_key: str, sessions: int,
     time.sleep(1.0)
     idle = snapshot()
     servers0 = server_stats(urls)
-    cpu0 = process_cpu()
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    cpu0, threads0 = process_cpu(), thread_cpu()
     sent, wall = stream(lambda i: opened[i].send_audio(PCM), sessions, seconds)
-    cpu = process_cpu() - cpu0
+    cpu, threads1 = process_cpu() - cpu0, thread_cpu()
     servers1 = server_stats(urls)
+    roles: Dict[str, float] = {}
+    for tid, seconds_used in threads1.items():
+        name = role(names.get(tid, "other"))
+        name = "sender" if name == "MainThread" else name.replace("livesync-", "")
+        roles[name] = roles.get(name, 0.0) + seconds_used - threads0.get(tid, 0.0)
     streaming = snapshot()
     start = time.monotonic()
     for session in opened:
@@ -142,7 +151,7 @@ def child_livesync(urls: List[str], api_key: str, sessions: int,
             "wall": wall, "connect_all": connect_all, "close_all": close_all,
             "messages": sum(c.messages for c in counters),
             "audio": sum(c.audio for c in counters),
-            "servers": [servers0, servers1],
+            "servers": [servers0, servers1], "roles": roles,
             "stack_size": threading.stack_size()}
 
 
@@ -319,6 +328,7 @@ def summarize(result: Dict[str, Any], sessions: int) -> Dict[str, Any]:
         "audio_received": result["audio"] / sessions,
         "messages": result["messages"] / sessions,
         "stack_kib": result["stack_size"] // 1024,
+        "roles": {name: used / audio_s * 1e3 for name, used in result.get("roles", {}).items()},
     }
 
 
@@ -390,6 +400,13 @@ def report(found: Dict[Tuple[str, int], Any], sizes: Sequence[int], seconds: flo
           "(real-time ratio = achieved send rate; < 1 when the machine could not keep up). "
           "RSS: VmRSS after streaming minus before the sessions, per session. Threads: "
           "threading.active_count() delta per session.")
+    role_rows = [[n] + ["%.2f ms" % found[("livesync", n)]["roles"].get(r, 0.0) for r in ROLES]
+                 for n in sizes if isinstance(found.get(("livesync", n)), dict)]
+    table("scale: livesync CPU per session-s by thread", ["sessions", *ROLES], role_rows)
+    print("Exact thread CPU (/proc/self/task/*/schedstat) over the streaming window: the "
+          "sender is the benchmark's thread calling send_audio for every session; readers, "
+          "dispatchers and supervisors are one per session. Every thread wake-up costs CPU "
+          "(see the machine table): a reader wakes once per server message.")
     table("scale: did the load servers keep up? (same streaming windows)", [
         "sessions", "client", "servers", "server CPU per session-s", "busiest server CPU",
         "reply chunks sent / expected per session", "audio chunks received per session",
