@@ -56,8 +56,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from ._conn import DEADLINE, FIRST_NOT_SETUP, NOT_FOUND
+from ._options import CONSTRAINED_VERSIONS
 from ._registry import API_KEY_INVALID, INTERNAL, MODEL_CHANGED
-from ._server import _GEMINI_PATH, _VERTEX_PATH, VERTEX_UNAUTHENTICATED
+from ._server import _VERTEX_PATH, VERTEX_UNAUTHENTICATED, _gemini_method
 from ._wire import as_bool, dumps, error_body, format_duration, get, mime_rate, tone
 
 __all__ = ["LoadOptions", "LoadServer", "LoadStats"]
@@ -495,7 +496,7 @@ class LoadServer:
             return _respond(connection, 404, error_body(404, "Not Found: %s" % path,
                                                         "NOT_FOUND"))
         vertex = _VERTEX_PATH.fullmatch(path) is not None
-        if not vertex and _GEMINI_PATH.fullmatch(path) is None:
+        if not vertex and _gemini_method(path, CONSTRAINED_VERSIONS) is None:
             return _respond(connection, 404, error_body(404, "Method not found: %s" % path,
                                                         "NOT_FOUND"))
         if vertex and not self._authorized(request, query):

@@ -33,6 +33,8 @@ INTERACTION_STATUS_MODES = (None, "idle", "background")
 
 ALL_VERSIONS = frozenset({"v1", "v1beta", "v1alpha"})
 PREVIEW_VERSIONS = frozenset({"v1beta", "v1alpha"})
+#: Versions that serve the ephemeral-token method ``BidiGenerateContentConstrained``.
+CONSTRAINED_VERSIONS = ("v1alpha", "v1beta")
 _LEGACY_MODEL = re.compile(r"gemini-(?:live-)?2\.")
 
 
@@ -75,7 +77,7 @@ class EmulatorOptions:
     interaction_status: Optional[str] = None
     background_delay: float = 0.5
     model_versions: Optional[Mapping[str, Collection[str]]] = None
-    constrained_versions: Collection[str] = ("v1alpha", "v1beta")
+    constrained_versions: Collection[str] = CONSTRAINED_VERSIONS
     refuse_resume_after_deadline: bool = False
     resume_uses_token: bool = False
     media_chunks_models: Optional[Collection[str]] = None

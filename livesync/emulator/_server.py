@@ -15,9 +15,11 @@ from types import TracebackType
 from typing import (
     Any,
     Callable,
+    Collection,
     Dict,
     Iterator,
     List,
+    Match,
     Optional,
     Set,
     Type,
@@ -54,6 +56,18 @@ _GEMINI_PATH = re.compile(
     r"/ws/google\.ai\.generativelanguage\.(v1beta|v1alpha|v1)\.GenerativeService\."
     r"(BidiGenerateContent|BidiGenerateContentConstrained)"
 )
+
+
+def _gemini_method(path: str, constrained_versions: Collection[str]) -> Optional[Match[str]]:
+    """The Gemini endpoint ``path`` names, unless it is the Constrained method on a
+    version outside ``constrained_versions`` (the real service answers 404 there)."""
+    match = _GEMINI_PATH.fullmatch(path)
+    if match and match.group(2) == "BidiGenerateContentConstrained" and (
+            match.group(1) not in constrained_versions):
+        return None
+    return match
+
+
 _VERTEX_PATH = re.compile(
     r"/ws/google\.cloud\.aiplatform\.(v1beta1|v1)\.LlmBidiService/(BidiGenerateContent)"
 )
@@ -699,10 +713,7 @@ class Emulator:
         parts = urlsplit("/" + path.lstrip("/"))
         route = parts.path
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        gemini = _GEMINI_PATH.fullmatch(route)
-        if gemini and (gemini.group(2) == "BidiGenerateContentConstrained"
-                       and gemini.group(1) not in self.options.constrained_versions):
-            gemini = None  # no Constrained method on this version
+        gemini = _gemini_method(route, self.options.constrained_versions)
         vertex = _VERTEX_PATH.fullmatch(route)
         match = gemini or vertex
         if match is None:

@@ -332,6 +332,10 @@ def test_http_refusals_and_stats(make_load: Callable[..., LoadServer]) -> None:
     with pytest.raises(websocket.WebSocketBadStatusException) as unknown:
         websocket.create_connection(server.base_url + "/ws/unknown", timeout=10 * TIMEOUT)
     assert unknown.value.status_code == 404
+    with pytest.raises(websocket.WebSocketBadStatusException) as constrained:  # as the real one
+        websocket.create_connection(server.url(version="v1", constrained=True),
+                                    timeout=10 * TIMEOUT)
+    assert constrained.value.status_code == 404
 
 
 # ---------------------------------------------------------------------- lifecycle
