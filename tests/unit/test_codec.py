@@ -122,6 +122,14 @@ def test_unknown_fields_enum_values_and_message_types():
     assert parse_server_message("{}").kind == "unknown"
 
 
+def test_a_wire_key_named_extra_is_kept_in_extra():
+    """The ``extra`` attribute holds unknown wire keys; a key named "extra" is one of them
+    (found by the fuzz test: dataclasses-json's from_dict reads it as the field)."""
+    message = parse_server_message('{"serverContent": {"extra": [], "turnComplete": true}}')
+    assert message.server_content.extra == {"extra": []}
+    assert message.server_content.turn_complete is True
+
+
 def test_null_means_default():
     message = parse_server_message(
         '{"sessionResumptionUpdate": {"resumable": null, "newHandle": null}}'

@@ -227,7 +227,12 @@ def message_of(cls: type, *, junk: bool = True) -> st.SearchStrategy[Any]:
     """
     if (cls, junk) not in _BY_CLASS:
         aliases = getattr(cls, "_wire_aliases", {})
-        unknown = st.dictionaries(st.text(max_size=6), JUNK if junk else JSON_VALUES, max_size=2)
+        # Well-typed: an unknown key never takes a field's name ("extra" included, which
+        # from_dict would read as the field itself; the decoder keeps it in ``extra``).
+        taken = {n for wire, name, _, _ in _wire_fields(cls) for n in (wire, name)} | set(aliases)
+        keys = st.text(max_size=6) if junk else st.text(max_size=6).filter(
+            lambda key: key not in taken)
+        unknown = st.dictionaries(keys, JUNK if junk else JSON_VALUES, max_size=2)
         if junk:
             optional: Dict[str, st.SearchStrategy[Any]] = {}
             for wire, name, annotation, decoder in _wire_fields(cls):
