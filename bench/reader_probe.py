@@ -38,7 +38,7 @@ from _common import (
     thread_cpu,
     wakeup_cost_us,
 )
-from scale import CHUNK_SECONDS, PCM, SERVER_OPTIONS
+from scale import PCM, SERVER_OPTIONS, stream
 
 from livesync import _frames, _messages
 
@@ -128,13 +128,7 @@ def measure(mode: str, url: str, api_key: str, sessions: int, seconds: float) ->
     names = {t.native_id: t.name for t in threading.enumerate()}
     cpu0, messages0, wakeups0, ready0 = thread_cpu(), counter.messages, counter.wakeups, \
         counter.ready
-    began, next_at = time.monotonic(), time.monotonic()
-    while time.monotonic() - began < seconds:
-        for ws in conns:
-            ws.send(CHUNK)
-        next_at += CHUNK_SECONDS
-        time.sleep(max(0.0, next_at - time.monotonic()))
-    wall = time.monotonic() - began
+    _, wall = stream(lambda i: conns[i].send(CHUNK), sessions, seconds)
     cpu1 = thread_cpu()
     readers = sum(cpu1[tid] - cpu0.get(tid, 0.0) for tid in cpu1
                   if role(names.get(tid, "")).startswith("reader"))

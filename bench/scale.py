@@ -47,7 +47,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 from _common import (
     MODEL,
@@ -112,6 +112,20 @@ def stream(send: Callable[[int], None], sessions: int, seconds: float) -> Tuple[
         delay = next_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+    return sent, time.monotonic() - start
+
+
+async def astream(send: Callable[[int], Awaitable[None]], sessions: int,
+                  seconds: float) -> Tuple[int, float]:
+    """:func:`stream` in an asyncio loop."""
+    start = time.monotonic()
+    next_at, sent = start, 0
+    while time.monotonic() - start < seconds:
+        for index in range(sessions):
+            await send(index)
+        sent += sessions
+        next_at += CHUNK_SECONDS
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     return sent, time.monotonic() - start
 
 
@@ -186,15 +200,9 @@ def child_genai(urls: List[str], api_key: str, sessions: int, seconds: float) ->
             idle = snapshot()
             servers0 = server_stats(urls)
             blob = types.Blob(data=PCM, mime_type="audio/pcm;rate=16000")
-            cpu0, start = process_cpu(), time.monotonic()
-            next_at, sent = start, 0
-            while time.monotonic() - start < seconds:
-                for session in opened:
-                    await session.send_realtime_input(audio=blob)
-                sent += sessions
-                next_at += CHUNK_SECONDS
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            wall = time.monotonic() - start
+            cpu0 = process_cpu()
+            sent, wall = await astream(
+                lambda i: opened[i].send_realtime_input(audio=blob), sessions, seconds)
             cpu = process_cpu() - cpu0
             servers1 = server_stats(urls)
             streaming = snapshot()
@@ -248,15 +256,8 @@ def child_raw(urls: List[str], api_key: str, sessions: int, seconds: float) -> D
         await asyncio.sleep(1.0)
         idle = snapshot()
         servers0 = server_stats(urls)
-        cpu0, start = process_cpu(), time.monotonic()
-        next_at, sent = start, 0
-        while time.monotonic() - start < seconds:
-            for ws in opened:
-                await ws.send(chunk)
-            sent += sessions
-            next_at += CHUNK_SECONDS
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        wall = time.monotonic() - start
+        cpu0 = process_cpu()
+        sent, wall = await astream(lambda i: opened[i].send(chunk), sessions, seconds)
         cpu = process_cpu() - cpu0
         servers1 = server_stats(urls)
         streaming = snapshot()
