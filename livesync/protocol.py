@@ -47,9 +47,13 @@ a turn (and anything sent after it) waits until the previous turn is proven
 and its generation has started — typically one time-to-first-token, and only
 when a turn follows another that quickly. ``activityStart`` and ``clientContent``
 are paced too, so that they never cancel a turn whose generation has not started.
-After ``HOLD_TIMEOUT`` seconds without evidence the pacing gives up and sends. A
-replayed turn holds the next one again for as long, but only on its first replay:
-reconnects more often than the timeout would otherwise hold it back indefinitely.
+After ``HOLD_TIMEOUT`` seconds without evidence the pacing gives up and sends; a
+replayed turn holds the next one again, as the new connection reads it anew.
+
+Evidence proves the unproven turns **oldest first**, one per interruption or
+generation (the generation that follows a turn's interruption proves nothing
+more). With the pacing, that is the turn just sent; once it gave up, the first
+output may be the older turn's, read late, so it never proves a newer one.
 
 **What evidence cannot cover.** Audio and video outside an activity,
 ``audioStreamEnd``, ``clientContent`` without ``turnComplete``, tool responses
@@ -66,7 +70,12 @@ drop; so may one that issues a handle while still reading a burst (the replays
 written right after a reconnect) and takes longer than the margin to read it.
 Speech audio mixed with text turns under automatic activity detection can start
 generations livesync did not ask for; their output may be taken as evidence for
-a text turn sent at the same moment.
+a text turn sent at the same moment. Once the pacing gave up, a server that answers
+two turns with one generation (or never answers one) leaves the newer turn
+unproven one evidence longer: a resume before that evidence sends it again, and it
+may be duplicated. A turn the server never answers holds the next one for
+``HOLD_TIMEOUT`` after each of its writes: reconnects more often than that hold it
+back for as long as they come.
 
 A fresh session (the server refused the handle) gets what was never sent, plus
 the ``activityStart`` of an activity still open, so that it is inside the same
@@ -144,7 +153,6 @@ class Outbound:
         in_history: its words are in the history that seeds a fresh session.
         queued_at: when it was enqueued (media older than ``max_buffered_media_age``
             is evicted).
-        replays: how many times it was written again after a reconnect.
     """
 
     seq: int
@@ -159,7 +167,6 @@ class Outbound:
     unconfirmed: bool = False
     in_history: bool = False
     queued_at: float = 0.0
-    replays: int = 0
 
     @property
     def size(self) -> int:
@@ -247,7 +254,9 @@ class SessionProtocol:
         self._gen = _Gen.IDLE
         self._setup_handle = False  # no handle since setupComplete, nor model output
         self._owner: Optional[int] = None
-        self._pending: Optional[Outbound] = None  # sent user turn, not proven yet
+        self._pending: Optional[Outbound] = None  # latest user turn, awaiting evidence
+        self._unproven: Deque[Outbound] = deque()  # sent user turns not proven, in order
+        self._cut_by_turn = False  # a turn's interruption; its generation has not started
         self._owed: Optional[Outbound] = None  # proven by an interruption; no output yet
         self._tool_wait: Optional[Outbound] = None  # last tool response, awaiting continuation
         self._blocked_since = 0.0
@@ -533,8 +542,9 @@ class SessionProtocol:
 
     def _interrupted(self, ends: bool) -> Optional[int]:
         owner = self._owner
-        if self._pending is not None:  # the barge-in that cut the generation was read
-            self._prove(self._pending)
+        if self._unproven:  # the barge-in that cut the generation was read
+            self._prove(self._unproven.popleft())
+            self._cut_by_turn = True
             self._owed, self._pending = self._pending, None
         self._gen = _Gen.IDLE if ends else _Gen.CUT
         self._tool_wait = None
@@ -542,8 +552,9 @@ class SessionProtocol:
 
     def _start_generation(self) -> None:
         starter = self._owed or self._pending
-        if self._pending is not None:
-            self._prove(self._pending)
+        if not self._cut_by_turn and self._unproven:  # the turn that started it was read
+            self._prove(self._unproven.popleft())
+        self._cut_by_turn = False
         self._owed = self._pending = None
         self._owner = starter.seq if starter is not None else None
         self._gen = _Gen.ACTIVE
@@ -671,7 +682,6 @@ class SessionProtocol:
             self.counters.replayed += 1
             if entry.unconfirmed:
                 self.counters.unconfirmed += 1
-            entry.replays += 1
         if entry.kind == "context_update":
             self._fold_context(json.loads(entry.text)["contextUpdate"])
         self._index += 1
@@ -681,10 +691,8 @@ class SessionProtocol:
         if entry.turn:
             entry.expects = "turn"
             self._pending = entry
-            # A replay restarts the wait for evidence once; a turn replayed again
-            # without any has waited long enough: reconnects more often than the
-            # hold timeout must not hold the next turn back for as long as they last.
-            self._blocked_since = now if entry.replays < 2 else now - self.hold_timeout
+            self._unproven.append(entry)
+            self._blocked_since = now
         elif entry.kind == "activity_start":
             # No handle is issued while an activity is open, so its activityEnd being
             # proven is the evidence for it and everything inside the activity.
