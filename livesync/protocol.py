@@ -78,8 +78,9 @@ may be duplicated. A turn the server never answers holds the next one for
 back for as long as they come.
 
 A fresh session (the server refused the handle) gets what was never sent, plus
-the ``activityStart`` of an activity still open, so that it is inside the same
-activity as the application.
+the ``activityStart`` of an activity whose ``activityEnd`` was not written yet
+(still open, or its end queued), so that it is inside the same activity as the
+application and never gets an ``activityEnd`` alone.
 
 Audio and video are evicted oldest first while they take more than
 ``max_buffered_media`` bytes and, with ``max_buffered_media_age``, while the
@@ -244,7 +245,7 @@ class SessionProtocol:
         self._media_bytes = 0
         self._messages = 0
         self._in_activity = False
-        self._open_activity: Optional[Outbound] = None  # activityStart of the open activity
+        self._open_activity: Optional[Outbound] = None  # written activityStart, end not written
         self._rtts: Deque[float] = deque(maxlen=8)
         self._reset_connection()
 
@@ -328,8 +329,9 @@ class SessionProtocol:
         self.handle_issued_at = None
         # Sent context updates are in the setup already; a fresh session needs no copy.
         self._take(lambda e: e.kind in ("context_update", "history") and e.sent_at is not None)
-        # An open activity is opened again: what the application sends until its
-        # activityEnd is inside an activity for the fresh session too.
+        # An activity written without its activityEnd is opened again: what follows
+        # until that activityEnd (queued, or still to come) is inside an activity for
+        # the fresh session too; an activityEnd alone is one the server ignores.
         reopen = self._open_activity
         lost = [e for e in self._take(lambda e: e.sent_at is not None and e is not reopen)
                 if not e.in_history]
@@ -386,10 +388,6 @@ class SessionProtocol:
         self._seq += 1
         entry = Outbound(self._seq, kind, text, tool_ids,
                          turn=self._is_turn(kind, turn_complete), queued_at=now)
-        if kind == "activity_start":
-            self._open_activity = entry
-        elif kind == "activity_end":
-            self._open_activity = None
         claimed = None
         if self.state is State.OPEN and self._may_send(entry, now) and (
                 not self._queue or kind == "tool_response" and self._held_back(now)):
@@ -693,10 +691,13 @@ class SessionProtocol:
             self._pending = entry
             self._unproven.append(entry)
             self._blocked_since = now
+            if entry.kind == "activity_end":
+                self._open_activity = None
         elif entry.kind == "activity_start":
             # No handle is issued while an activity is open, so its activityEnd being
             # proven is the evidence for it and everything inside the activity.
             entry.expects = "activity"
+            self._open_activity = entry
         elif (entry.kind == "tool_response" and self._tool_evidence and entry.tool_ids
               and not self.tools.open_ids):
             entry.expects = "tool"

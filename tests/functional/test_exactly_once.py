@@ -198,3 +198,33 @@ def test_healthy_streaming_logs_no_drop_warning(
         assert wait_for(lambda: len(client_messages(emulator.connections[0])) == 50)
         assert session.stats().dropped == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+
+def test_an_activity_whose_end_was_held_is_whole_in_a_fresh_session(
+        make_emulator: Any) -> None:
+    """The activity's activityStart was written; its activityEnd waited behind a question
+    (pacing) when the connection dropped and the server refused the resume. The fresh
+    session gets activityStart again before that activityEnd, and answers the activity.
+    Before, it got the activityEnd alone, which it ignores: a user turn never answered,
+    holding the next one back (the suspected cause of a chaos soak's stuck session)."""
+    emu = make_emulator(input_lag=5.0)  # the question is not answered before the drop
+    rec = Recorder()
+    config = dict(TEXT, realtime_input_config={"automatic_activity_detection": {
+        "disabled": True}})
+    with connect(emu, config=config, on_message=rec.on_message,
+                 on_reconnect=rec.on_reconnect) as session:
+        assert wait_for(lambda: session.resumption_handle is not None)
+        session.send_realtime_input(activity_start={})
+        session.send_text("a question")
+        sent = session.stats().messages_out
+        session.send_realtime_input(activity_end={})
+        assert session.stats().messages_out == sent  # held behind the question
+        emu.refuse_next_resume()
+        emu.drop()
+        assert rec.wait("on_reconnect")[0].resumed is False
+        fresh = emu.connections[-1]
+        assert wait_for(lambda: any("activityEnd" in m.message.get("realtimeInput", {})
+                                    for m in client_messages(fresh)), timeout=20 * TIMEOUT)
+        assert [next(iter(m.message["realtimeInput"])) for m in client_messages(fresh)] == [
+            "activityStart", "activityEnd"]

@@ -664,6 +664,25 @@ def test_an_activity_open_at_a_fresh_start_is_reopened_in_the_fresh_session() ->
     assert p.counters.dropped == 0
 
 
+def test_a_fresh_session_gets_the_start_of_an_activity_whose_end_was_never_sent() -> None:
+    """The activity was written up to its activityStart when the connection failed; the
+    application closed it meanwhile. A fresh session gets activityStart again before the
+    queued activityEnd: alone, the activityEnd would be one the server ignores (the
+    emulator does), a user turn never answered that holds the next one back."""
+    p = opened()
+    start = send(p, "activity_start")
+    send(p, "audio", "{}", now=0.1)
+    p.begin_rotation()
+    p.enqueue("activity_end", "{}", 0.2)
+    p.begin_connection(resume=True)
+    p.start_fresh()
+    p.begin_connection(resume=False)
+    p.open()
+    assert p.next_to_send(1.0) is start
+    assert p.next_to_send(1.0).kind == "activity_end"
+    assert p.counters.dropped == 1  # the audio inside it, sent to the refused session
+
+
 def test_a_covered_activity_start_is_sent_again_to_a_fresh_session() -> None:
     """Even when a handle covered the activityStart, a fresh session needs it."""
     p = opened(transparent=True)
