@@ -421,7 +421,8 @@ class Driver:
         except ConnectionLost:
             conn.transport.abort()
             return False
-        conn.last_written = entry  # no clock read here: the send path is hot
+        entry.written_at = time.monotonic()  # only now may a handle cover it by time
+        conn.last_written = entry
         self._messages_out += 1
         self._bytes_out += size
         if self._debug:

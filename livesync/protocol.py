@@ -60,14 +60,17 @@ output may be the older turn's, read late, so it never proves a newer one.
 that leave calls open and answers to calls the server cancelled cause no output
 of their own.
 They are proven by later evidence when there is some. Otherwise a handle
-covers them by time: if they were sent at least ``replay_margin`` plus twice the
-measured round-trip time (at least ``MIN_COVERAGE_MARGIN``) before it arrived
-(and after no unproven turn). Sent later than that, they are replayed and
+covers them by time: if their write was over at least ``replay_margin`` plus twice
+the measured round-trip time (at least ``MIN_COVERAGE_MARGIN``) before it arrived
+(and they follow no unproven turn). The write, not the claim: a sending thread
+paused between the two (a garbage collection, a busy interpreter) may write after
+the handle was issued. Written later than that, they are replayed and
 counted as ``unconfirmed``: the server may have read them before issuing the
-handle, so they may be duplicated. A
-server that lags its input by more than the margin may lose such input at a
-drop; so may one that issues a handle while still reading a burst (the replays
-written right after a reconnect) and takes longer than the margin to read it.
+handle, so they may be duplicated. A server that lags its input by more than the
+margin may lose such input at a drop; so may one that issues a handle while still
+reading a burst (the replays written right after a reconnect) and takes longer than
+the margin to read it, and so may a reading thread that gets to a handle more than
+the margin after it arrived while other threads went on writing.
 Speech audio mixed with text turns under automatic activity detection can start
 generations livesync did not ask for; their output may be taken as evidence for
 a text turn sent at the same moment. Once the pacing gave up, a server that answers
@@ -96,6 +99,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
@@ -148,7 +152,11 @@ class Outbound:
         turn: a user turn (expects an interruption or a generation of its own).
         generation: connection it was last sent on (0: not sent yet).
         index: its index on that connection (1, 2, …).
-        sent_at: when it was last sent.
+        sent_at: when it was last claimed for sending.
+        written_at: when its write on that connection was over; None while the write
+            is in flight. The writing thread sets it, outside the session lock: a
+            message claimed and not written yet may reach the server after a handle
+            that arrives meanwhile, however long ago it was claimed.
         expects: the evidence that will prove it read: ``"turn"``, ``"tool"`` or ``""``.
         unconfirmed: a handle arrived that may or may not have covered it.
         in_history: its words are in the history that seeds a fresh session.
@@ -164,6 +172,7 @@ class Outbound:
     generation: int = 0
     index: int = 0
     sent_at: Optional[float] = None
+    written_at: Optional[float] = None
     expects: str = ""
     unconfirmed: bool = False
     in_history: bool = False
@@ -238,7 +247,7 @@ class SessionProtocol:
         self._sent: Deque[Outbound] = deque()  # written, not covered by a handle
         self._queue: Deque[Outbound] = deque()  # not written on this connection yet
         self._held: Dict[str, Outbound] = {}  # old call id -> response awaiting a re-issue
-        self._evicted: Deque[Tuple[int, float]] = deque()  # sent media gone from the buffer
+        self._evicted: Deque[Tuple[int, float]] = deque()  # evicted sent media: index, written_at
         self._evicted_older = 0
         self._unsure_below = 0  # evicted media below this index may or may not be covered
         self._seq = 0
@@ -592,11 +601,11 @@ class SessionProtocol:
         limit = min((e.index for e in self._sent if e.expects and e.index > proven),
                     default=self._index + 1)
 
-        def timed(index: int, sent_at: float) -> bool:
-            return index <= proven or index < limit and sent_at <= cutoff
+        def timed(index: int, written_at: float) -> bool:
+            return index <= proven or index < limit and written_at <= cutoff
 
         self._take(lambda e: e.index <= proven or not e.expects and e.kind != "context_update"
-                   and timed(e.index, e.sent_at or 0), sent=True)
+                   and timed(e.index, _written(e)), sent=True)
         for entry in self._sent:
             if entry.index < limit and not entry.expects and entry.kind != "context_update":
                 entry.unconfirmed = True
@@ -684,6 +693,7 @@ class SessionProtocol:
             self._fold_context(json.loads(entry.text)["contextUpdate"])
         self._index += 1
         entry.generation, entry.index, entry.sent_at = self.generation, self._index, now
+        entry.written_at = None
         entry.unconfirmed = False
         entry.expects = ""
         if entry.turn:
@@ -798,7 +808,7 @@ class SessionProtocol:
             elif where is self._queue:
                 self.counters.dropped += 1  # sent on an older connection, not replayable
             else:
-                self._evicted.append((victim.index, victim.sent_at or 0.0))
+                self._evicted.append((victim.index, _written(victim)))
                 if len(self._evicted) > MAX_EVICTED:
                     self._evicted.popleft()
                     self._evicted_older += 1
@@ -839,6 +849,11 @@ def turn_over(content: Optional[ServerContent]) -> bool:
     if status == "IN_PROGRESS":
         return False
     return bool(content.turn_complete) or status in ("IDLE", "REQUIRES_ACTION")
+
+
+def _written(entry: Outbound) -> float:
+    """When ``entry``'s write was over (infinity while in flight)."""
+    return math.inf if entry.written_at is None else entry.written_at
 
 
 def _tool_message(responses: Sequence[Dict[str, Any]]) -> str:

@@ -6,6 +6,7 @@ input lag it needs, and the tests wait on events, never on time.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any, List
 
@@ -13,6 +14,7 @@ import pytest
 
 import livesync
 from livesync import ReconnectPolicy
+from livesync._transport import Transport
 from tests.utils import TIMEOUT, Recorder, client_messages, wait_for
 
 MODEL = "gemini-live-2.5-flash-preview"
@@ -96,6 +98,42 @@ def test_a_turn_the_server_had_not_read_is_replayed(make_emulator: Any) -> None:
         assert event.resumed and event.replayed - event.unconfirmed == 1
         rec.wait("on_message", where=lambda m: "Tokyo" in (m.text or ""))
     assert user_texts(emu).count("What is the capital of Japan?") == 1
+
+
+def test_audio_claimed_before_a_handle_but_written_after_it_is_replayed(
+        make_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sending thread pauses between claiming an audio chunk and writing it (as in
+    a garbage collection), while the reply ends and its handle arrives; the server reads
+    the chunk after issuing that handle. A resume with the handle must replay the chunk.
+    Before, coverage by time counted from the claim, long enough before the handle, so
+    the chunk was taken as covered and lost (the CI chaos soak's "consumed then
+    rewound" audio)."""
+    emu = make_emulator(chunk_delay=0.02)
+    rec = Recorder()
+    chunk = b"\x07\x00" * 800
+    marker = base64.b64encode(chunk).decode()
+    handles: List[Any] = []
+    write = Transport.send_text
+
+    def paused_write(self: Transport, data: str) -> int:
+        if marker in data:  # claimed: wait for the next handle before writing
+            assert wait_for(lambda: len(rec.get("on_resumption_update")) > len(handles))
+        return write(self, data)
+
+    monkeypatch.setattr(Transport, "send_text", paused_write)
+    with connect(emu, on_message=rec.on_message, on_reconnect=rec.on_reconnect,
+                 on_resumption_update=rec.on_resumption_update) as session:
+        session.send_text("count to 30")
+        rec.wait("on_message", where=lambda m: bool(m.text))
+        handles.extend(rec.get("on_resumption_update"))
+        session.send_audio(chunk)  # the reply goes on for ~0.3 s before its handle
+        assert resumable(rec.get("on_resumption_update")[-1])
+        assert wait_for(lambda: len(audio_messages(emu)) == 1)  # read after the handle
+        emu.drop()
+        assert rec.wait("on_reconnect")[0].resumed
+        assert wait_for(lambda: len(audio_messages(emu)) == 1)
+    assert [m.message["realtimeInput"]["audio"]["data"] for m in audio_messages(emu)] == [
+        marker]
 
 
 def test_a_late_answer_to_a_cancelled_call_is_not_sent_after_a_reconnect(

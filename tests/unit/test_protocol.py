@@ -61,6 +61,7 @@ def opened(**kwargs) -> SessionProtocol:
 def send(p: SessionProtocol, kind: str, text: str = "{}", now: float = 0.0, **kw) -> Outbound:
     entry = p.enqueue(kind, text, now, **kw)
     assert entry is not None, "expected %s to be written at once" % kind
+    entry.written_at = now  # as the writing thread does once the bytes are out
     return entry
 
 
@@ -74,6 +75,7 @@ def resume(p: SessionProtocol, now: float = 100.0) -> List[Outbound]:
     p.open()
     written = []
     while (entry := p.next_to_send(now)) is not None:
+        entry.written_at = now
         written.append(entry)
     return written
 
@@ -353,6 +355,28 @@ def test_sent_media_evicted_is_dropped_only_if_the_resumed_handle_misses_it() ->
     handle(p, now=2.5)  # covers chunks sent at 0, 1, 2 by time
     resume(p)
     assert p.counters.dropped == 1  # chunk 3 was evicted and is not covered; 4 is replayed
+
+
+def test_media_claimed_long_before_a_handle_but_written_after_it_is_replayed() -> None:
+    """Coverage by time counts from the end of the write, not from the claim: a sending
+    thread paused between the two (a garbage collection) writes the chunk after the
+    server issued the handle, which then does not cover it. Before, a chunk claimed
+    more than the margin before the handle arrived was taken as covered and lost at a
+    resume. It is replayed, and counted as unconfirmed (the write may have been over
+    just before the handle was issued)."""
+    p = opened()
+    late = p.enqueue("audio", "late", 0.0)
+    assert late is not None  # claimed; the write is still in flight
+    handle(p, now=5.0)
+    assert [e.text for e in resume(p)] == ["late"]
+    assert p.counters.unconfirmed == 1 and p.counters.dropped == 0
+
+    p = opened(max_buffered_media=10)
+    late = p.enqueue("audio", "late-0", 0.0)
+    send(p, "audio", "next-1", now=0.1)  # evicts late-0, still being written
+    handle(p, now=5.0)
+    assert [e.text for e in resume(p)] == []  # next-1 was covered
+    assert p.counters.dropped == 1 and p.counters.unconfirmed == 1
 
 
 def test_unsent_media_evicted_is_dropped_at_once() -> None:
@@ -638,7 +662,9 @@ def test_an_answer_to_a_cancelled_call_long_before_a_handle_is_covered() -> None
     p = opened(replay_margin=1.0)
     turn(p)
     p.receive(msg({"toolCall": {"functionCalls": [{"id": "c1", "name": "w", "args": {}}]}}), 0.1)
-    p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.2)
+    answer = p.tool_response([{"id": "c1", "name": "w", "response": {}}], 0.2)
+    assert answer is not None
+    answer.written_at = 0.2
     p.receive(msg({"toolCallCancellation": {"ids": ["c1"]}}), 0.3)
     handle(p, now=10.0)
     assert resume(p) == []
