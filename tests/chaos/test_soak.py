@@ -934,6 +934,7 @@ class Round:
                     parts.append("its index %d of %d read there; the server sent %s" % (
                         m.index, len(record.messages),
                         [next(iter(s), "?") for s in record.sent][:12]))
+                    parts.append(self._handles_story(record.id, t0))
         if len(parts) == 1:
             parts.append("read on no connection")
         handles = [(r.id, m) for r in self.emu.connections for m in r.sent
@@ -943,6 +944,17 @@ class Round:
         if near:
             parts.append("lag windows nearby %s" % ["+%.3f..+%.3f" % w for w in near])
         return "; ".join(parts)
+
+    def _handles_story(self, conn: int, t0: float) -> str:
+        """The handles issued on connection ``conn`` and the resumes that used them."""
+        to_wall = time.time() - time.monotonic()
+        issued = {h.handle: h for h in self.emu.handles if h.connection == conn}
+        used = {r.resumed_from: r.id for r in self.emu.connections if r.resumed_from}
+        return "handles issued there: %s" % (", ".join(
+            "after index %d at +%.3fs%s" % (
+                h.last_consumed_index, h.issued_at + to_wall - t0,
+                " (resumed by conn %d)" % used[key] if key in used else "")
+            for key, h in issued.items()) or "none")
 
     def _reissues(self, call_id: str) -> List[str]:
         """Ids under which the server issued the call ``call_id`` again after a resume."""
@@ -1227,7 +1239,9 @@ class Round:
                     "under-reported" if missing > stats.dropped else "over-reported",
                     missing, len(lost_audio), unsent, len(lost_audio) - unsent, len(excused),
                     self.lost_count, stats.dropped,
-                    sum(ev.dropped for _, ev in self.app.reconnects)))
+                    sum(ev.dropped for _, ev in self.app.reconnects))
+                + "".join("\n    audio chunk %s: %s" % (i.key, self._audio_story(i))
+                          for i in lost_audio))
 
     def _check_delivery(self) -> None:
         """What on_message got from each connection is a prefix of what it sent."""
