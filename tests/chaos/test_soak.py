@@ -1241,7 +1241,8 @@ class Round:
                     self.lost_count, stats.dropped,
                     sum(ev.dropped for _, ev in self.app.reconnects))
                 + "".join("\n    audio chunk %s: %s" % (i.key, self._audio_story(i))
-                          for i in lost_audio))
+                          for i in lost_audio[:5])
+                + ("\n    (and %d more)" % (len(lost_audio) - 5) if len(lost_audio) > 5 else ""))
 
     def _check_delivery(self) -> None:
         """What on_message got from each connection is a prefix of what it sent."""
