@@ -91,8 +91,10 @@ oldest was enqueued more than that many seconds ago; both bounds are applied,
 by one rule, whenever a message is enqueued.
 Evicting sent media loses nothing unless a resume happens before a handle covers
 it: only then is it counted as dropped. Evicting unsent media (queued during an
-outage) is a loss at once. Text, activity markers and tool responses are never
-evicted: past ``max_buffered_messages`` a send raises :class:`SendQueueFull`.
+outage) is a loss at once; so is evicting media queued again by a resume, which
+also counts as unconfirmed when a handle may have covered it. Text, activity
+markers and tool responses are never evicted: past ``max_buffered_messages`` a
+send raises :class:`SendQueueFull`.
 """
 
 from __future__ import annotations
@@ -805,8 +807,9 @@ class SessionProtocol:
             self._media_bytes -= victim.size
             if where is self._queue and victim.sent_at is None:
                 self.counters.dropped += 1  # never sent: lost now
-            elif where is self._queue:
-                self.counters.dropped += 1  # sent on an older connection, not replayable
+            elif where is self._queue:  # sent on an older connection, not replayable
+                self.counters.dropped += 1
+                self.counters.unconfirmed += victim.unconfirmed  # a handle may have covered it
             else:
                 self._evicted.append((victim.index, _written(victim)))
                 if len(self._evicted) > MAX_EVICTED:

@@ -379,6 +379,20 @@ def test_media_claimed_long_before_a_handle_but_written_after_it_is_replayed() -
     assert p.counters.dropped == 1 and p.counters.unconfirmed == 1
 
 
+def test_media_a_handle_may_have_covered_evicted_in_an_outage_is_also_unconfirmed() -> None:
+    """A chunk written just before a handle arrived may or may not be covered by it, so
+    it goes back to the queue at a resume (a replay counts it as unconfirmed). Evicted
+    from the queue during the outage instead, it is dropped; if the handle did cover
+    it, the server still has it, so it counts as unconfirmed too. Before, it counted
+    as dropped alone: stats().dropped then over-reported what was missing."""
+    p = opened(max_buffered_media=10)
+    send(p, "audio", "chunk-0", now=0.0)
+    handle(p, now=0.01)  # within the margin: unsure
+    p.begin_connection(resume=True)  # not open yet: an outage
+    assert p.enqueue("audio", "chunk-1", 1.0) is None  # evicts chunk-0 from the queue
+    assert p.counters.dropped == 1 and p.counters.unconfirmed == 1
+
+
 def test_unsent_media_evicted_is_dropped_at_once() -> None:
     """Media queued while disconnected and evicted is a loss right away."""
     p = SessionProtocol({"model": "m"}, max_buffered_media=10)
