@@ -516,6 +516,8 @@ class Round:
         # (start, end) of each injected input lag: audio sent then relies on the
         # documented timing fallback, which a lagging server can defeat.
         self.lag_windows: List[Tuple[float, float]] = []
+        self._audio_reads: Optional[Dict[str, List[Tuple[int, float, float]]]] = None
+        self._issued: Dict[int, List[float]] = collections.defaultdict(list)
         self.can_drop_after_setup = hasattr(Emulator, "drop_after_setup")
         self.schedule = schedule
         self.consumed = 0
@@ -954,13 +956,20 @@ class Round:
         before issuing a handle on that connection and processed it only after."""
         if any(a <= item.t_start <= b for a, b in self.lag_windows):
             return True
+        if self._audio_reads is None:  # audio key -> [(connection, received, processed)]
+            self._audio_reads = collections.defaultdict(list)
+            for record in self.emu.connections:
+                for m in record.messages:
+                    kind, key = _tokens(m)
+                    if kind == "audio":
+                        self._audio_reads[key].append((record.id, m.received_at, m.processed_at))
+            to_wall = time.time() - time.monotonic()
+            for h in self.emu.handles:
+                self._issued[h.connection].append(h.issued_at + to_wall)
         floor = POLICY.replay_margin + MIN_COVERAGE_MARGIN
-        to_wall = time.time() - time.monotonic()
-        issued = [(h.connection, h.issued_at + to_wall) for h in self.emu.handles]
-        return any(m.received_at + floor <= at < m.processed_at
-                   for record in self.emu.connections for m in record.messages
-                   if m.kind == "realtimeInput" and _tokens(m) == ("audio", item.key)
-                   for conn, at in issued if conn == record.id)
+        return any(received + floor <= at < processed
+                   for conn, received, processed in self._audio_reads.get(item.key, ())
+                   for at in self._issued.get(conn, ()))
 
     def _handles_story(self, conn: int, t0: float) -> str:
         """The handles issued on connection ``conn`` and the resumes that used them."""
