@@ -1234,7 +1234,7 @@ class Driver:
             if message.setup_complete is not None:
                 self._protocol.observe_rtt(now - conn.setup_sent_at)
             dropped = self._protocol.counters.dropped
-            received = self._protocol.receive(message, now)
+            received = self._protocol.receive(message, now, conn.transport.quiet_since)
             lost = self._protocol.counters.dropped - dropped
             self._counters["messages_in"] += 1
             self._counters["bytes_in"] += len(data)

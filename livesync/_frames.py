@@ -86,6 +86,11 @@ class FrameParser:
         self._fragment_opcode = 0
         self._fragment_size = 0
 
+    @property
+    def empty(self) -> bool:
+        """No byte of an unfinished frame or message is buffered."""
+        return self._pos == len(self._buffer) and not self._fragments
+
     def feed(self, data: bytes) -> None:
         """Add bytes read from the socket."""
         if self._pos and (self._pos == len(self._buffer) or self._pos >= COMPACT_AT):

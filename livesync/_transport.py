@@ -34,9 +34,11 @@ import errno
 import logging
 import math
 import os
+import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Type, Union
@@ -152,10 +154,17 @@ class MessageTooBig(ConnectionLost):
 class Transport:
     """One open WebSocket connection."""
 
-    def __init__(self, ws: websocket.WebSocket, max_message_size: Optional[int] = None) -> None:
+    def __init__(self, ws: websocket.WebSocket, max_message_size: Optional[int] = None,
+                 dialed_at: float = 0.0) -> None:
         self._ws = ws
         self._write_lock = ws.lock  # websocket-client's send lock (enable_multithread)
         self._parser = _frames.FrameParser(max_message_size)  # reader thread only
+        self._poll: Optional[Any] = None  # select.poll() of the socket (reader thread)
+        #: ``time.monotonic()`` before which no byte of a frame :meth:`recv` returns
+        #: from now on arrived: the last time nothing was left to read, here or in the
+        #: kernel (reader thread). A frame's arrival is known to be later than that,
+        #: however late the reader gets to it.
+        self.quiet_since = dialed_at
         self._close_sent = False
         self._close_lock = threading.Lock()
 
@@ -182,6 +191,7 @@ class Transport:
         """
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("= dialing %s headers=%s", _shown_url(url), redact_headers(headers))
+        dialed_at = time.monotonic()
         with _boundary(DIAL, timeout):
             ws = websocket.WebSocket(
                 sslopt=_sslopt(url, options),
@@ -198,7 +208,7 @@ class Transport:
             # On failure websocket-client closes the socket itself (WebSocket.connect).
             ws.connect(url, **kwargs)  # type: ignore[no-untyped-call]
             ws.settimeout(options.write_timeout)
-        return cls(ws, options.max_message_size)
+        return cls(ws, options.max_message_size, dialed_at)
 
     def send_text(self, text: str) -> int:
         """Send one text frame; return its size in bytes. Any thread.
@@ -250,6 +260,9 @@ class Transport:
                 sock = self._ws.sock
                 if sock is None:
                     raise ConnectionLost("connection lost: socket is already closed")
+                now = time.monotonic()
+                if self._parser.empty and not self._unread(sock):
+                    self.quiet_since = now
                 if timeout is None:
                     data = sock.recv(RECV_SIZE)
                 else:
@@ -263,6 +276,17 @@ class Transport:
             if not data:
                 raise ConnectionLost("connection lost: connection closed")
             self._parser.feed(data)
+
+    def _unread(self, sock: socket.socket) -> bool:
+        """Whether bytes wait to be read from ``sock`` (reader thread): one poll."""
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        if self._poll is None:
+            if not hasattr(select, "poll"):  # Windows
+                return bool(select.select([sock], [], [], 0)[0])
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN)
+        return bool(self._poll.poll(0))
 
     def _buffered(self) -> Union[Frame, Close, None]:
         """The next item of what was read already, or None (reader thread)."""

@@ -62,15 +62,16 @@ of their own.
 They are proven by later evidence when there is some. Otherwise a handle
 covers them by time: if their write was over at least ``replay_margin`` plus twice
 the measured round-trip time (at least ``MIN_COVERAGE_MARGIN``) before it arrived
-(and they follow no unproven turn). The write, not the claim: a sending thread
-paused between the two (a garbage collection, a busy interpreter) may write after
-the handle was issued. Written later than that, they are replayed and
+(and they follow no unproven turn). Both ends are measured conservatively, since a
+thread may pause at any point (a garbage collection, a busy interpreter): the end
+of the write, not the claim, and the arrival of the handle as the transport bounds
+it (the last time nothing was left to read before it), not when the reader got to
+it. Written later than that, they are replayed and
 counted as ``unconfirmed``: the server may have read them before issuing the
 handle, so they may be duplicated. A server that lags its input by more than the
 margin may lose such input at a drop; so may one that issues a handle while still
 reading a burst (the replays written right after a reconnect) and takes longer than
-the margin to read it, and so may a reading thread that gets to a handle more than
-the margin after it arrived while other threads went on writing.
+the margin to read it.
 Speech audio mixed with text turns under automatic activity detection can start
 generations livesync did not ask for; their output may be taken as evidence for
 a text turn sent at the same moment. Once the pacing gave up, a server that answers
@@ -481,8 +482,14 @@ class SessionProtocol:
 
     # Receiving.
 
-    def receive(self, message: LiveServerMessage, now: float) -> Received:
-        """Update the state from one server message (see :class:`Received`)."""
+    def receive(self, message: LiveServerMessage, now: float,
+                arrived_after: Optional[float] = None) -> Received:
+        """Update the state from one server message (see :class:`Received`).
+
+        ``arrived_after``: a time the message is known to have arrived after (the
+        transport's ``quiet_since``); ``now`` if not given. Coverage by time counts
+        from it, since the reader may get to a message long after its arrival.
+        """
         idle = self._gen is not _Gen.ACTIVE
         owner = self._evidence(message)
         started = idle and self._gen is _Gen.ACTIVE
@@ -513,7 +520,8 @@ class SessionProtocol:
             self.go_away_deadline = now + self.go_away_notice
         update = message.session_resumption_update
         if update is not None:
-            self._resumption_update(update, now)
+            self._resumption_update(
+                update, now, now if arrived_after is None else min(now, arrived_after))
         model_went_on = (message.server_content is not None or message.tool_call is not None
                          or message.tool_call_cancellation is not None)
         if message.setup_complete is not None:
@@ -579,7 +587,8 @@ class SessionProtocol:
         self.history.record_sent(entry.kind, entry.text)
         entry.in_history = True
 
-    def _resumption_update(self, update: SessionResumptionUpdate, now: float) -> None:
+    def _resumption_update(self, update: SessionResumptionUpdate, now: float,
+                           arrived: float) -> None:
         if not (update.resumable and update.new_handle):
             return
         self.resumption_handle = update.new_handle
@@ -599,7 +608,7 @@ class SessionProtocol:
             return
         if self._setup_handle:
             return  # sent with setupComplete: it restores the old state, read nothing new
-        proven, cutoff = self._proven, now - self.coverage_margin
+        proven, cutoff = self._proven, arrived - self.coverage_margin
         limit = min((e.index for e in self._sent if e.expects and e.index > proven),
                     default=self._index + 1)
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any, List
+import threading
+from typing import Any, List, Optional
 
 import pytest
 
 import livesync
 from livesync import ReconnectPolicy
-from livesync._transport import Transport
+from livesync._transport import Frame, Transport
 from tests.utils import TIMEOUT, Recorder, client_messages, wait_for
 
 MODEL = "gemini-live-2.5-flash-preview"
@@ -22,6 +23,9 @@ TEXT = {"response_modalities": ["TEXT"]}
 WEATHER = {"response_modalities": ["TEXT"], "tools": [{"function_declarations": [
     {"name": "get_current_weather", "description": "weather",
      "parameters": {"type": "OBJECT", "properties": {"location": {"type": "STRING"}}}}]}]}
+#: How long the reader pauses after the audio is read: more than the coverage margin
+#: (20 ms plus two round trips, a few ms on loopback even under load).
+READER_PAUSE = 0.3
 FAST = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, rotation_margin=0.05)
 
 
@@ -134,6 +138,46 @@ def test_audio_claimed_before_a_handle_but_written_after_it_is_replayed(
         assert wait_for(lambda: len(audio_messages(emu)) == 1)
     assert [m.message["realtimeInput"]["audio"]["data"] for m in audio_messages(emu)] == [
         marker]
+
+
+def test_audio_written_while_the_reader_is_late_to_a_handle_is_replayed(
+        make_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader thread has the reply's handle in hand but pauses before acting on it
+    (as in a garbage collection), while the application writes an audio chunk: the
+    server reads it after issuing the handle. A resume with the handle must replay the
+    chunk. Before, coverage by time counted back from when the reader got to the
+    handle, more than the margin after the write, and the chunk was lost."""
+    emu = make_emulator(chunk_delay=0.02)
+    rec = Recorder()
+    chunk = b"\x09\x00" * 800
+    armed, paused, go_on = threading.Event(), threading.Event(), threading.Event()
+    read = Transport.recv
+
+    def late_read(self: Transport, timeout: Optional[float] = None) -> Any:
+        item = read(self, timeout)
+        if armed.is_set() and isinstance(item, Frame) and b'"newHandle"' in item.data:
+            armed.clear()
+            paused.set()
+            assert go_on.wait(TIMEOUT)
+        return item
+
+    monkeypatch.setattr(Transport, "recv", late_read)
+    with connect(emu, on_message=rec.on_message, on_reconnect=rec.on_reconnect,
+                 on_resumption_update=rec.on_resumption_update) as session:
+        session.send_text("count to 30")
+        rec.wait("on_message", where=lambda m: bool(m.text))
+        handles = len(rec.get("on_resumption_update"))
+        armed.set()
+        assert paused.wait(TIMEOUT)  # the reply's handle is here; the reader pauses
+        session.send_audio(chunk)
+        assert wait_for(lambda: len(audio_messages(emu)) == 1)  # read after the handle
+        threading.Event().wait(READER_PAUSE)  # the rest of the pause (not a sync)
+        go_on.set()
+        rec.wait("on_resumption_update", handles + 1)
+        emu.drop()
+        assert rec.wait("on_reconnect")[0].resumed
+        assert wait_for(lambda: len(audio_messages(emu)) == 1)
+    assert len(audio_messages(emu)) == 1
 
 
 def test_a_late_answer_to_a_cancelled_call_is_not_sent_after_a_reconnect(

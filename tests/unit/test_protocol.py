@@ -393,6 +393,17 @@ def test_media_a_handle_may_have_covered_evicted_in_an_outage_is_also_unconfirme
     assert p.counters.dropped == 1 and p.counters.unconfirmed == 1
 
 
+def test_coverage_by_time_counts_from_when_the_handle_is_known_to_have_arrived() -> None:
+    """The reader got to the handle at 5.0, but it was in the socket since before 0.5
+    (the transport's quiet_since): a chunk written at 1.0 came after the server issued
+    it. Before, coverage counted back from 5.0 and took the chunk as covered."""
+    p = opened()
+    send(p, "audio", "after-the-handle", now=1.0)
+    p.receive(update(HANDLE_A, resumable=True), 5.0, 0.5)
+    assert [e.text for e in resume(p)] == ["after-the-handle"]
+    assert p.counters.unconfirmed == 1
+
+
 def test_unsent_media_evicted_is_dropped_at_once() -> None:
     """Media queued while disconnected and evicted is a loss right away."""
     p = SessionProtocol({"model": "m"}, max_buffered_media=10)
