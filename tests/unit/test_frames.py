@@ -88,6 +88,21 @@ def test_many_frames_in_one_read() -> None:
     assert drain(parser) == [(BINARY, b"%d" % i) for i in range(1000)]
 
 
+def test_empty_until_a_frame_or_a_message_is_half_read() -> None:
+    """``empty`` (the transport's "nothing left to read" test) is False while part of a
+    frame, or some fragments of a message, are buffered."""
+    parser = FrameParser()
+    assert parser.empty
+    whole = server_frame(TEXT, b"hello")
+    parser.feed(whole[:3])
+    assert parser.next() is None and not parser.empty
+    parser.feed(whole[3:] + server_frame(TEXT, b"first half", fin=False))
+    assert parser.next() == (TEXT, b"hello") and not parser.empty
+    assert parser.next() is None and not parser.empty  # the first fragment is in
+    parser.feed(server_frame(0, b", second half"))
+    assert parser.next() == (TEXT, b"first half, second half") and parser.empty
+
+
 def test_a_frame_over_the_limit_is_refused_from_its_header() -> None:
     parser = FrameParser(max_size=1000)
     parser.feed(server_frame(BINARY, b"x" * 1000))
