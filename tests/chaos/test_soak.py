@@ -635,7 +635,30 @@ class Round:
                     " (oldest: %s %s sent at +%.2fs)" % (
                         KIND_NAMES[oldest.kind], oldest.key, oldest.t_start - self.t0)
                     if oldest else "", last - self.t0, time.time() - self.t0)
-                + ("; stats: messages_out %d" % stats.messages_out))
+                + ("; stats: messages_out %d" % stats.messages_out) + self._last_connections())
+
+    def _last_connections(self) -> str:
+        """What the last connections carried, and what livesync still holds (diagnostics
+        for a session that stopped making progress; peeks at private state)."""
+        t0, parts = self.t0, []
+        for record in self.emu.connections[-4:]:
+            client = [next(iter(m.payload), "?") if m.kind == "realtimeInput" and isinstance(
+                m.payload, dict) else m.kind for m in record.messages[1:]]
+            server = [k for s in record.sent for k in s if k != "usageMetadata"]
+            parts.append("\n    conn %d (+%.2fs..%s, closed by %s, %s): client %d %s; server "
+                         "%d %s" % (
+                             record.id, record.opened_at - t0,
+                             "+%.2fs" % (record.closed_at - t0) if record.closed_at else "open",
+                             record.closed_by, "resumed" if record.resumed else "fresh",
+                             len(client), client[-8:], len(server), server[-8:]))
+        protocol = getattr(getattr(self.session, "_driver", None), "_protocol", None)
+        if protocol is not None:
+            queue = list(getattr(protocol, "_queue", ()))
+            parts.append("\n    livesync: %d queued %s; pending turn %s, owed %s, idle %s" % (
+                len(queue), [e.kind for e in queue[:6]],
+                getattr(getattr(protocol, "_pending", None), "kind", None),
+                getattr(getattr(protocol, "_owed", None), "kind", None), protocol.idle))
+        return "".join(parts)
 
     def _explain_close(self, code: Optional[int]) -> str:
         """What the server closed on: the last client message of the connection it closed."""
