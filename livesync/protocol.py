@@ -814,9 +814,7 @@ class SessionProtocol:
                 return  # young enough, and so is all the media after it
             where.remove(victim)
             self._media_bytes -= victim.size
-            if where is self._queue and victim.sent_at is None:
-                self.counters.dropped += 1  # never sent: lost now
-            elif where is self._queue:  # sent on an older connection, not replayable
+            if where is self._queue:  # never sent, or sent on an older connection: lost now
                 self.counters.dropped += 1
                 self.counters.unconfirmed += victim.unconfirmed  # a handle may have covered it
             else:

@@ -282,7 +282,6 @@ def test_healthy_streaming_logs_no_drop_warning(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-
 def test_an_activity_whose_end_was_held_is_whole_in_a_fresh_session(
         make_emulator: Any) -> None:
     """The activity's activityStart was written; its activityEnd waited behind a question
